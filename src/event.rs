@@ -1,0 +1,120 @@
+//! What the server tells its owner: one [`Event`] per noteworthy thing, never one per probe.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// Something the server did or saw, passed to the hook set with
+/// [`Server::on_event`](crate::Server::on_event).
+///
+/// Events are rare by design: a server answering probes all day emits nothing
+/// after [`Event::Listening`] unless readiness changes or something goes wrong.
+/// `Display` gives a one-line, human-readable form.
+///
+/// ```
+/// let event = healthz::Event::ReadinessChanged { ready: false };
+/// assert_eq!(event.to_string(), "readiness changed: not ready");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server is bound and about to accept connections.
+    Listening {
+        /// The bound address, with the real port when port 0 was asked for.
+        addr: SocketAddr,
+    },
+    /// Shutdown began: the listener is closed and idle connections are being closed.
+    ShuttingDown,
+    /// The server stopped and every thread it started has been joined (or given up on).
+    Stopped {
+        /// Client connections accepted over the server's life.
+        connections: u64,
+        /// Connections still busy at the shutdown deadline and closed by force.
+        cut: usize,
+    },
+    /// `accept` failed (for example, out of file descriptors). The server keeps
+    /// accepting, after a short back-off for errors that a retry cannot fix at once.
+    AcceptError {
+        /// What the operating system said.
+        error: io::Error,
+    },
+    /// A connection failed mid-request: a read or write error or a timeout.
+    /// Clients that close an idle connection are normal and not reported.
+    ConnectionError {
+        /// The client's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        error: io::Error,
+    },
+    /// A connection was refused or closed by the server's own rules: a malformed
+    /// or oversized request, or the connection limit.
+    Rejected {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why, in a few words.
+        reason: &'static str,
+    },
+    /// Readiness flipped. Reported once per change, however often it is probed.
+    ReadinessChanged {
+        /// The new state.
+        ready: bool,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Listening { addr } => write!(f, "listening on {addr}"),
+            Event::ShuttingDown => f.write_str("shutting down"),
+            Event::Stopped {
+                connections,
+                cut: 0,
+            } => {
+                write!(f, "stopped after {connections} connections")
+            }
+            Event::Stopped { connections, cut } => write!(
+                f,
+                "stopped after {connections} connections; {cut} cut at the shutdown deadline"
+            ),
+            Event::AcceptError { error } => write!(f, "accept failed: {error}"),
+            Event::ConnectionError { peer, error } => {
+                write!(f, "connection from {peer} failed: {error}")
+            }
+            Event::Rejected { peer, reason } => write!(f, "rejected {peer}: {reason}"),
+            Event::ReadinessChanged { ready: true } => f.write_str("readiness changed: ready"),
+            Event::ReadinessChanged { ready: false } => f.write_str("readiness changed: not ready"),
+        }
+    }
+}
+
+/// The user's hook, shared by every thread of a server.
+pub(crate) type Hook = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Delivers events to an optional hook; a panicking hook loses that event, nothing more.
+#[derive(Clone, Default)]
+pub(crate) struct Events {
+    hook: Option<Hook>,
+}
+
+impl Events {
+    pub fn new(hook: Option<Hook>) -> Events {
+        Events { hook }
+    }
+
+    pub fn hook(&self) -> Option<&Hook> {
+        self.hook.as_ref()
+    }
+
+    pub fn emit(&self, event: Event) {
+        if let Some(hook) = &self.hook {
+            deliver(hook, &event);
+        }
+    }
+}
+
+/// Calls `hook`, containing a panic so that no server thread dies of it.
+pub(crate) fn deliver(hook: &Hook, event: &Event) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| hook(event)));
+}

@@ -1,0 +1,109 @@
+//! Health endpoints for synchronous Rust services, with nothing but `std`.
+//!
+//! Kubernetes, load balancers and Docker decide whether a process lives or
+//! takes traffic by asking it over HTTP. `healthz` answers them: `GET /healthz`
+//! is `200 ok` when the service says it is ready and `503 not ready` when it
+//! is not, from a small blocking server with one thread per connection. No
+//! async runtime, no dependencies, no `unsafe`.
+//!
+//! It is Dapr's Go health server (`Run(ctx, port)`, `Ready()`, `NotReady()`)
+//! done the Rust way:
+//!
+//! 1. [`Health`] is the shared state: a lock-free flag that starts *not
+//!    ready*. Clone it into whatever decides readiness.
+//! 2. [`Server`] configures the limits and timeouts, then binds in the calling
+//!    thread (so "address in use" is an `Err` you see at once) and serves:
+//!    [`Server::bind`] on a background thread, returning a [`Running`]
+//!    handle, or [`Server::run`] on the calling thread until a
+//!    [`ShutdownToken`] is triggered.
+//! 3. Each accepted connection gets its own thread, which reads a request,
+//!    parses it, routes it and answers, keeping the connection alive as
+//!    HTTP/1.1 says.
+//! 4. Shutdown stops accepting at once (no polling), closes idle connections,
+//!    lets requests in flight finish, and joins every thread within a
+//!    deadline (5 s by default); what is cut at the deadline is reported as an
+//!    [`Error`].
+//! 5. An event hook ([`Server::on_event`]) hears about everything worth a log
+//!    line ([`Event`]), and never once per probe.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//!
+//! let health = healthz::Health::new(); // not ready, as Dapr's starts
+//! let server = healthz::Server::new(health.clone()).bind("127.0.0.1:0")?;
+//!
+//! let probe = |addr| -> std::io::Result<String> {
+//!     let mut stream = TcpStream::connect(addr)?;
+//!     stream.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")?;
+//!     let mut response = String::new();
+//!     stream.read_to_string(&mut response)?;
+//!     Ok(response)
+//! };
+//! assert!(probe(server.local_addr())?.starts_with("HTTP/1.1 503"));
+//! health.ready(); // the very next request sees it
+//! assert!(probe(server.local_addr())?.starts_with("HTTP/1.1 200"));
+//!
+//! server.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it answers
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` when ready, `503 not ready` when not |
+//! | `HEAD /healthz` | the same status and headers, no body |
+//! | `OPTIONS /healthz` | the same status, no body, `Allow: GET, HEAD, OPTIONS` |
+//! | another method on `/healthz` | `405` with `Allow` |
+//! | another path | `404` |
+//! | malformed or oversized request | `400`, `414`, `431` or `501`, then close |
+//!
+//! The query string never affects routing, and absolute-form targets
+//! (`GET http://host/healthz`) are served. Every response carries
+//! `Content-Length`, `Content-Type: text/plain; charset=utf-8`,
+//! `X-Content-Type-Options: nosniff`, `Cache-Control: no-store` and `Date`.
+//! HTTP/1.1 connections stay open unless the client says `Connection: close`;
+//! HTTP/1.0 ones close unless it says `Connection: keep-alive`; pipelined
+//! requests are answered in order. No `Host` header is required (HAProxy's
+//! checks send none).
+//!
+//! # What it is not
+//!
+//! Not a general HTTP server: no handlers of your own, no request bodies
+//! beyond discarding small ones, no chunked requests, no TLS, no HTTP/2.
+//! Put it on its own port, as Dapr and the kubelet expect.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod conn;
+mod error;
+mod event;
+mod health;
+mod http;
+mod route;
+mod server;
+mod shutdown;
+
+pub use error::Error;
+pub use event::Event;
+pub use health::Health;
+pub use server::{Running, Server};
+pub use shutdown::ShutdownToken;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Locks a mutex, recovering it if a panicking thread poisoned it: every mutex
+/// in this crate guards data that is consistent at every step, and user code
+/// (the event hook) never runs while one is held.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

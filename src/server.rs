@@ -1,0 +1,622 @@
+//! The server: its configuration, the accept loop that gives each connection
+//! a thread, and the graceful shutdown that joins them all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::conn::{self, Slot};
+use crate::error::Error;
+use crate::event::{Event, Events, Hook};
+use crate::health::{Health, Watch};
+use crate::http::Limits;
+use crate::lock;
+use crate::shutdown::{Latch, ShutdownToken};
+
+/// Extra time, after the shutdown deadline, for force-closed connections to end.
+const FORCE_GRACE: Duration = Duration::from_millis(250);
+/// Longest pause after an `accept` error that a retry cannot fix at once.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// A health server being configured: builder methods, then
+/// [`bind`](Server::bind), [`listen`](Server::listen) or [`run`](Server::run).
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+///
+/// let health = healthz::Health::new();
+/// let server = healthz::Server::new(health.clone())
+///     .shutdown_timeout(Duration::from_secs(2))
+///     .on_event(|event| eprintln!("healthz: {event}"))
+///     .bind("127.0.0.1:0")?;
+/// health.ready();
+/// println!("probe me at http://{}/healthz", server.local_addr());
+/// server.shutdown()?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Server {
+    health: Health,
+    config: Config,
+    hook: Option<Hook>,
+}
+
+/// Every limit and timeout; see the builder methods for meanings and defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_connections: usize,
+    pub max_requests_per_connection: u64,
+    pub max_body: u64,
+    pub limits: Limits,
+    pub stack_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_requests_per_connection: 10_000,
+            max_body: 64 * 1024,
+            limits: Limits {
+                max_line: 4 * 1024,
+                max_head: 8 * 1024,
+                max_headers: 64,
+            },
+            stack_size: 128 * 1024,
+        }
+    }
+}
+
+impl Config {
+    fn validate(&self) -> io::Result<()> {
+        let durations = [
+            ("request_timeout", self.request_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(invalid(format!("{name} must be greater than zero")));
+        }
+        let counts = [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_requests_per_connection",
+                self.max_requests_per_connection,
+            ),
+            ("max_headers", self.limits.max_headers as u64),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(invalid(format!("{name} must be at least 1")));
+        }
+        if self.limits.max_line < 16 || self.limits.max_head < self.limits.max_line {
+            return Err(invalid(
+                "max_request_line must be at least 16 bytes and at most max_request_head".into(),
+            ));
+        }
+        if self.stack_size < 64 * 1024 {
+            return Err(invalid("thread_stack_size must be at least 64 KiB".into()));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("healthz: {message}"))
+}
+
+impl Server {
+    /// A server for `health`, with the default limits.
+    pub fn new(health: Health) -> Server {
+        Server {
+            health,
+            config: Config::default(),
+            hook: None,
+        }
+    }
+
+    /// Calls `hook` for every [`Event`]: listening, shutting down, stopped,
+    /// errors, rejections, readiness changes. Silent by default.
+    ///
+    /// The hook runs on the server's threads (and on the thread that flips
+    /// readiness), so keep it short; a panic in it is contained and loses only
+    /// that event.
+    pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Server {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Time allowed to receive a whole request head, counted from its first byte
+    /// (or from the connection's accept, for its first request), however it
+    /// trickles in. Default 10 s. Past it the client gets 408 and is closed.
+    pub fn request_timeout(mut self, timeout: Duration) -> Server {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Time a kept-alive connection may sit idle between requests. Default 30 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Server {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for writing one batch of responses to a client that does not
+    /// read. Default 10 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Server {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for in-flight requests before closing them by
+    /// force and returning an error. Default 5 s, as Dapr's health server.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once, each on its own thread. Default 1024.
+    ///
+    /// At the cap, a new connection evicts the connection that has waited
+    /// longest without sending a complete request (idle keep-alive or trickling
+    /// in a head), so a fresh probe is answered however many idle or slow
+    /// clients hold connections. Only when every connection is busy answering
+    /// a request is the new one closed unanswered.
+    pub fn max_connections(mut self, max: usize) -> Server {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// Requests served on one connection before it is closed. Default 10 000.
+    pub fn max_requests_per_connection(mut self, max: u64) -> Server {
+        self.config.max_requests_per_connection = max;
+        self
+    }
+
+    /// Largest request body read (and discarded); larger ones get 413 and a
+    /// close. Default 64 KiB.
+    pub fn max_body(mut self, bytes: u64) -> Server {
+        self.config.max_body = bytes;
+        self
+    }
+
+    /// Longest request line; longer gets 414. Default 4 KiB.
+    pub fn max_request_line(mut self, bytes: usize) -> Server {
+        self.config.limits.max_line = bytes;
+        self
+    }
+
+    /// Longest request head (request line and headers); longer gets 431. It is
+    /// also each connection's buffer size. Default 8 KiB.
+    pub fn max_request_head(mut self, bytes: usize) -> Server {
+        self.config.limits.max_head = bytes;
+        self
+    }
+
+    /// Most header fields in a request; more gets 431. Default 64.
+    pub fn max_headers(mut self, count: usize) -> Server {
+        self.config.limits.max_headers = count;
+        self
+    }
+
+    /// Stack size of each server thread. Default 128 KiB (at least 64 KiB);
+    /// raise it if your event hook needs deep stacks.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Server {
+        self.config.stack_size = bytes;
+        self
+    }
+
+    /// Binds `addr` now, in the calling thread, and serves on a background thread.
+    ///
+    /// Binding errors ("address in use", "permission denied") are returned here.
+    /// Port 0 picks a free port: see [`Running::local_addr`].
+    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Running> {
+        self.listen(TcpListener::bind(addr)?)
+    }
+
+    /// Serves on a listener you bound yourself, on a background thread.
+    pub fn listen(self, listener: TcpListener) -> io::Result<Running> {
+        let token = ShutdownToken::new();
+        let ready = self.prepare(listener, token.clone())?;
+        let addr = ready.addr;
+        let shutdown_timeout = ready.shared.config.shutdown_timeout;
+        let done = Arc::new(Latch::default());
+        let signal = done.clone();
+        let accept = thread::Builder::new()
+            .name("healthz-accept".into())
+            .stack_size(ready.shared.config.stack_size)
+            .spawn(move || {
+                let _done = SetOnDrop(&signal);
+                serve(ready)
+            })?;
+        Ok(Running {
+            addr,
+            token,
+            shutdown_timeout,
+            done,
+            accept: Mutex::new(Some(accept)),
+        })
+    }
+
+    /// Serves on the calling thread until `token` is triggered, then shuts
+    /// down gracefully and returns: Dapr's `Run(ctx, port)`.
+    ///
+    /// Bind the listener first (`TcpListener::bind`), so that a bind error is
+    /// yours to report before anything runs. Returns an error if the
+    /// configuration is invalid or the shutdown deadline passed.
+    pub fn run(self, listener: TcpListener, token: &ShutdownToken) -> Result<(), Error> {
+        let ready = self.prepare(listener, token.clone())?;
+        serve(ready)
+    }
+
+    fn prepare(self, listener: TcpListener, token: ShutdownToken) -> io::Result<Prepared> {
+        self.config.validate()?;
+        listener.set_nonblocking(false)?;
+        let addr = listener.local_addr()?;
+        let events = Events::new(self.hook);
+        let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
+        let shared = Arc::new(Shared {
+            config: self.config,
+            health: self.health,
+            events,
+            token,
+            epoch: Instant::now(),
+            registry: Mutex::new(Registry::default()),
+            drained: Condvar::new(),
+        });
+        shared.token.add_wake(addr);
+        shared.events.emit(Event::Listening { addr });
+        Ok(Prepared {
+            listener,
+            addr,
+            shared,
+            _watch: watch,
+        })
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("health", &self.health)
+            .field("config", &self.config)
+            .field("on_event", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// A server that is bound and serving on a background thread.
+///
+/// [`shutdown`](Running::shutdown) stops it; so does dropping it (ignoring
+/// the result) and triggering its [`shutdown_token`](Running::shutdown_token).
+pub struct Running {
+    addr: SocketAddr,
+    token: ShutdownToken,
+    shutdown_timeout: Duration,
+    done: Arc<Latch>,
+    accept: Mutex<Option<JoinHandle<Result<(), Error>>>>,
+}
+
+impl Running {
+    /// The bound address, with the real port when port 0 was asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A token that stops this server when triggered, from any thread.
+    pub fn shutdown_token(&self) -> ShutdownToken {
+        self.token.clone()
+    }
+
+    /// Stops the server and waits for it: stops accepting at once, closes idle
+    /// connections, lets in-flight requests finish, and joins every thread.
+    ///
+    /// Returns within the shutdown timeout (plus a moment to close what is
+    /// left). If requests were still in flight at the deadline, their
+    /// connections are closed and the error says how many. Idempotent: later
+    /// calls, from any thread, wait for the first and return `Ok`. When it
+    /// returns, the port is free to bind again.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        self.token.trigger();
+        self.wait()
+    }
+
+    /// Blocks until the server has stopped (after its token is triggered, by
+    /// [`shutdown`](Running::shutdown) or any clone of
+    /// [`shutdown_token`](Running::shutdown_token)), and returns what shutdown
+    /// returned.
+    pub fn wait(&self) -> Result<(), Error> {
+        let mut accept = lock(&self.accept);
+        let Some(handle) = accept.take() else {
+            return Ok(());
+        };
+        self.token.wait();
+        // The accept thread bounds its own work by the deadline; the margin only
+        // matters if its wake-up connection could not be made.
+        let bound = self.shutdown_timeout + FORCE_GRACE + Duration::from_secs(1);
+        if !self.done.wait_timeout(bound) {
+            return Err(Error::deadline(self.shutdown_timeout, 0, 1));
+        }
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("healthz accept thread panicked").into()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("stopping", &self.token.is_triggered())
+            .finish()
+    }
+}
+
+struct SetOnDrop<'a>(&'a Latch);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+/// What every thread of one server shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub health: Health,
+    pub events: Events,
+    token: ShutdownToken,
+    epoch: Instant,
+    registry: Mutex<Registry>,
+    /// Signalled when a connection ends during shutdown.
+    drained: Condvar,
+}
+
+impl Shared {
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.token.is_triggered()
+    }
+
+    /// Milliseconds since the server started: a cheap clock for eviction order.
+    pub fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+}
+
+/// The live connections and the threads serving them.
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    slots: HashMap<u64, Arc<Slot>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Registry {
+    /// Joins threads that have ended, so their resources go back at once.
+    fn reap(&mut self) {
+        let mut at = 0;
+        while at < self.threads.len() {
+            if self.threads[at].is_finished() {
+                let _ = self.threads.swap_remove(at).join();
+            } else {
+                at += 1;
+            }
+        }
+    }
+
+    /// The connection that has waited longest without a complete request.
+    fn longest_waiting(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|(id, slot)| slot.waiting_since().map(|since| (since, *id)))
+            .min()
+            .map(|(_, id)| id)
+    }
+}
+
+/// A bound server not yet accepting.
+struct Prepared {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _watch: Option<Watch>,
+}
+
+/// Accepts until shutdown, then drains: the life of a server.
+fn serve(ready: Prepared) -> Result<(), Error> {
+    let Prepared {
+        listener,
+        addr,
+        shared,
+        _watch,
+    } = ready;
+    let connections = accept_loop(&listener, &shared);
+    shared.token.remove_wake(addr);
+    drop(listener);
+    shared.events.emit(Event::ShuttingDown);
+    let (result, cut) = match drain(&shared) {
+        Ok(()) => (Ok(()), 0),
+        Err(e) => {
+            let cut = e.connections_cut();
+            (Err(e), cut)
+        }
+    };
+    shared.events.emit(Event::Stopped { connections, cut });
+    result
+}
+
+/// Hands each connection to a thread until the token is triggered; returns how
+/// many client connections it accepted.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> u64 {
+    let mut accepted = 0;
+    let mut backoff = Duration::ZERO;
+    while !shared.stopping() {
+        let result = listener.accept();
+        // After a trigger, whatever was accepted (the wake-up connection, or a
+        // client that raced it) is closed unserved.
+        if shared.stopping() {
+            break;
+        }
+        match result {
+            Ok((stream, peer)) => {
+                backoff = Duration::ZERO;
+                accepted += 1;
+                admit(shared, stream, peer);
+            }
+            Err(e) if is_client_side(&e) => {}
+            Err(error) => {
+                shared.events.emit(Event::AcceptError { error });
+                // Out of descriptors or memory: retrying at once would spin.
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
+                shared.token.wait_timeout(backoff);
+            }
+        }
+    }
+    accepted
+}
+
+/// Errors about one connection that the client gave up on; the next accept is fine.
+fn is_client_side(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Registers a new connection and starts its thread, making room at the cap.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut registry = shared.registry();
+    registry.reap();
+    if registry.slots.len() >= shared.config.max_connections {
+        let evicted = registry
+            .longest_waiting()
+            .and_then(|id| registry.slots.remove(&id))
+            .filter(|slot| slot.close_if_waiting());
+        drop(registry);
+        let (peer, reason) = match &evicted {
+            Some(slot) => (slot.peer(), "evicted: connection limit reached"),
+            None => (peer, "connection limit reached, every connection busy"),
+        };
+        shared.events.emit(Event::Rejected { peer, reason });
+        if evicted.is_none() {
+            return;
+        }
+        registry = shared.registry();
+    }
+
+    let slot = Arc::new(Slot::new(stream, peer, shared.millis()));
+    let id = registry.next_id;
+    registry.next_id += 1;
+    registry.slots.insert(id, slot.clone());
+    let thread_shared = shared.clone();
+    let spawned = thread::Builder::new()
+        .name("healthz-conn".into())
+        .stack_size(shared.config.stack_size)
+        .spawn(move || {
+            let _release = Release {
+                shared: &thread_shared,
+                id,
+            };
+            conn::serve(&thread_shared, &slot);
+        });
+    match spawned {
+        Ok(handle) => registry.threads.push(handle),
+        Err(error) => {
+            registry.slots.remove(&id);
+            drop(registry);
+            shared.events.emit(Event::AcceptError { error });
+        }
+    }
+}
+
+/// Removes a connection from the registry when its thread ends, however it ends.
+struct Release<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut registry = self.shared.registry();
+        registry.slots.remove(&self.id);
+        if registry.slots.is_empty() && self.shared.stopping() {
+            self.shared.drained.notify_all();
+        }
+    }
+}
+
+/// Closes idle connections, waits for the busy ones until the deadline, closes
+/// what is left, and joins every connection thread.
+fn drain(shared: &Shared) -> Result<(), Error> {
+    let timeout = shared.config.shutdown_timeout;
+    let deadline = Instant::now() + timeout;
+    let mut registry = shared.registry();
+    for slot in registry.slots.values() {
+        slot.close_if_idle();
+    }
+    registry = wait_until_empty(shared, registry, deadline);
+    let cut = registry.slots.len();
+    if cut > 0 {
+        for slot in registry.slots.values() {
+            slot.close();
+        }
+        registry = wait_until_empty(shared, registry, deadline + FORCE_GRACE);
+    }
+    let stuck = registry.slots.len();
+    let threads = std::mem::take(&mut registry.threads);
+    drop(registry);
+    for thread in threads {
+        // A thread that still holds its connection is stuck in user code: leave it.
+        if stuck == 0 || thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+    if cut > 0 {
+        Err(Error::deadline(timeout, cut, stuck))
+    } else {
+        Ok(())
+    }
+}
+
+fn wait_until_empty<'a>(
+    shared: &Shared,
+    mut registry: MutexGuard<'a, Registry>,
+    deadline: Instant,
+) -> MutexGuard<'a, Registry> {
+    while !registry.slots.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        registry = shared
+            .drained
+            .wait_timeout(registry, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+    registry
+}

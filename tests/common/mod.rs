@@ -1,0 +1,184 @@
+//! A raw HTTP/1.1 client for the tests: it writes exactly the bytes a test
+//! gives it and reads responses one at a time, so tests see the wire.
+
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long any client read may block before the test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One parsed response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write request");
+    }
+
+    /// Sends a GET for `path` on this kept-alive connection and reads the answer.
+    pub fn get(&mut self, path: &str) -> Reply {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        self.response(false).expect("response")
+    }
+
+    /// Reads one response; `head_only` for answers to HEAD, which have no body.
+    pub fn response(&mut self, head_only: bool) -> io::Result<Reply> {
+        let end = loop {
+            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before a response",
+                ));
+            }
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).expect("ASCII head");
+        self.buf.drain(..end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(
+            status_line.starts_with("HTTP/1.1 "),
+            "status line: {status_line:?}"
+        );
+        let status = status_line[9..12].parse().expect("status code");
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(": ").expect("header line");
+                (n.to_string(), v.to_string())
+            })
+            .collect();
+        let mut reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = match reply.header("Content-Length") {
+            Some(len) if !head_only => len.parse().expect("Content-Length"),
+            _ => 0,
+        };
+        while self.buf.len() < len {
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed mid-body",
+                ));
+            }
+        }
+        reply.body = self.buf.drain(..len).collect();
+        Ok(reply)
+    }
+
+    /// True once the server has closed the connection (after any buffered bytes).
+    pub fn closed(&mut self) -> bool {
+        self.buf.is_empty() && matches!(self.fill(), Ok(0) | Err(_))
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A new connection, one request written as given, one response.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut client = Client::connect(addr);
+    client.send(request);
+    let head_only = request.starts_with(b"HEAD ");
+    client.response(head_only).expect("response")
+}
+
+/// `GET path` on a new connection that asks to close.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Everything the server sends on a new connection after `request`, until it closes.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+/// Collects every event a server emits, as display strings.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Recorder {
+    pub fn hook(&self) -> impl Fn(&healthz::Event) + Send + Sync + 'static {
+        let events = self.0.clone();
+        move |event| events.lock().unwrap().push(event.to_string())
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, prefix: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
+    }
+}
+
+/// A server on 127.0.0.1 with an ephemeral port, ready or not.
+pub fn start(ready: bool) -> (healthz::Health, healthz::Running) {
+    let health = healthz::Health::new();
+    health.set_ready(ready);
+    let server = healthz::Server::new(health.clone())
+        .bind("127.0.0.1:0")
+        .expect("bind");
+    (health, server)
+}

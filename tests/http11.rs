@@ -1,0 +1,222 @@
+//! Connection handling as HTTP/1.1 requires: keep-alive, close, pipelining,
+//! bodies, and malformed input.
+
+mod common;
+
+use common::{exchange, raw, start, Client};
+
+#[test]
+fn http11_keeps_the_connection_alive_by_default() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..5 {
+        let reply = client.get("/healthz");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("Connection"), None);
+    }
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let reply = client.response(false).unwrap();
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert!(client.closed());
+}
+
+#[test]
+fn http10_closes_after_the_response() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"GET /healthz HTTP/1.0\r\n\r\n");
+    let reply = client.response(false).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert!(client.closed());
+}
+
+#[test]
+fn http10_keeps_alive_when_asked() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..3 {
+        client.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let reply = client.response(false).unwrap();
+        assert_eq!(reply.header("Connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn no_host_header_is_required() {
+    let (_health, server) = start(true);
+    // HAProxy's default check: HTTP/1.0, no Host.
+    assert_eq!(
+        exchange(server.local_addr(), b"GET /healthz HTTP/1.0\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        exchange(server.local_addr(), b"GET /healthz HTTP/1.1\r\n\r\n").status,
+        200
+    );
+}
+
+#[test]
+fn twenty_pipelined_requests_in_one_write_are_answered_in_order() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/healthz" } else { "/missing" };
+        batch.extend_from_slice(format!("GET {path}?i={i} HTTP/1.1\r\n\r\n").as_bytes());
+    }
+    client.send(&batch);
+    for i in 0..20 {
+        let want = if i % 2 == 0 { 200 } else { 404 };
+        assert_eq!(client.response(false).unwrap().status, want, "response {i}");
+    }
+    // Still open and in sync.
+    assert_eq!(client.get("/healthz").status, 200);
+}
+
+#[test]
+fn pipelined_head_and_options_keep_the_stream_in_sync() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"HEAD /healthz HTTP/1.1\r\n\r\nOPTIONS /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        client.response(true).unwrap().header("Content-Length"),
+        Some("3")
+    );
+    assert_eq!(
+        client.response(false).unwrap().header("Allow"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(client.response(false).unwrap().text(), "ok\n");
+}
+
+#[test]
+fn a_request_body_is_consumed_and_never_read_as_a_request() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    // The body looks like a request: a server that skipped it wrongly would answer it.
+    let body = b"GET /evil HTTP/1.1\r\n\r\n";
+    let mut request = format!(
+        "POST /healthz HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+    client.send(&request);
+    assert_eq!(client.response(false).unwrap().status, 405);
+    assert_eq!(client.response(false).unwrap().status, 200);
+}
+
+#[test]
+fn a_body_sent_after_the_head_in_pieces_is_consumed_too() {
+    let (_health, server) = start(true);
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"PUT /healthz HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    assert_eq!(client.response(false).unwrap().status, 405);
+    client.send(b"01234");
+    client.send(b"56789GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(client.response(false).unwrap().status, 200);
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_and_close() {
+    let health = healthz::Health::new();
+    let server = healthz::Server::new(health)
+        .max_body(16)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"POST /healthz HTTP/1.1\r\nContent-Length: 17\r\n\r\n0123456789abcdefg");
+    let reply = client.response(false).unwrap();
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert!(client.closed());
+}
+
+#[test]
+fn transfer_encoding_on_a_request_is_501_and_close() {
+    let (_health, server) = start(true);
+    let out = raw(
+        server.local_addr(),
+        b"POST /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 501 "), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1").count(),
+        1,
+        "the smuggled request must not be answered: {text}"
+    );
+}
+
+#[test]
+fn transfer_encoding_with_content_length_is_400_and_close() {
+    let (_health, server) = start(true);
+    let out = raw(
+        server.local_addr(),
+        b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+}
+
+#[test]
+fn conflicting_content_lengths_are_400_and_close() {
+    let (_health, server) = start(true);
+    let out = raw(
+        server.local_addr(),
+        b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!GET / HTTP/1.1\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let (_health, server) = start(true);
+    let cases: [&[u8]; 8] = [
+        b"get /healthz HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/2.0\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+        b"GET /healthz HTTP/1.1\rX\r\n\r\n",
+        b"GET /health\0z HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ];
+    for case in cases {
+        let out = raw(server.local_addr(), case);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{case:?}: {text}"
+        );
+        assert!(text.contains("Connection: close\r\n"), "{case:?}: {text}");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{case:?}: {text}");
+    }
+}
+
+#[test]
+fn a_malformed_request_after_good_ones_gets_their_answers_first() {
+    let (_health, server) = start(true);
+    let out = raw(
+        server.local_addr(),
+        b"GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &text[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "404", "400"], "{text}");
+}

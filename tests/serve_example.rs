@@ -1,0 +1,146 @@
+//! `examples/serve.rs` through its contract: arguments, the first stdout
+//! line, stdin commands, events on stderr, and exit codes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+use common::get;
+
+/// `cargo test` builds the examples next to the test binaries' `deps` folder.
+fn serve_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("serve{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    stderr: BufReader<ChildStderr>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        let mut child = Command::new(serve_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .trim()
+            .parse()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        Serve {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Reads stderr until a line containing `text`: the server's own signal.
+    fn expect_stderr(&mut self, text: &str) {
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("stderr ended without {text:?}; saw {seen:?}");
+            }
+            if line.contains(text) {
+                return;
+            }
+            seen.push(line);
+        }
+    }
+}
+
+#[test]
+fn serve_follows_its_stdin_contract() {
+    let mut serve = Serve::start(&[]);
+    serve.expect_stderr("listening on");
+    assert_eq!(get(serve.addr, "/healthz").status, 200, "starts ready");
+    serve.command("not-ready");
+    serve.expect_stderr("readiness changed: not ready");
+    assert_eq!(get(serve.addr, "/healthz").status, 503);
+    serve.command("frobnicate");
+    serve.expect_stderr("unknown command `frobnicate`");
+    serve.command("ready");
+    serve.expect_stderr("readiness changed: ready");
+    assert_eq!(get(serve.addr, "/healthz").status, 200);
+    serve.command("shutdown");
+    serve.expect_stderr("shutting down");
+    assert!(serve.child.wait().unwrap().success());
+}
+
+#[test]
+fn serve_starts_not_ready_when_asked_and_stops_on_eof() {
+    let mut serve = Serve::start(&["--not-ready"]);
+    assert_eq!(get(serve.addr, "/healthz").status, 503);
+    drop(serve.child.stdin.take());
+    assert!(serve.child.wait().unwrap().success());
+}
+
+#[test]
+fn serve_reports_a_port_in_use_in_one_line_and_exits_non_zero() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(serve_binary())
+        .args(["--addr", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        format!("error: cannot listen on {addr}: Address already in use\n")
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn serve_help_and_usage_errors() {
+    let help = Command::new(serve_binary()).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for word in [
+        "--addr",
+        "--not-ready",
+        "ready",
+        "not-ready",
+        "shutdown",
+        "listening on",
+    ] {
+        assert!(text.contains(word), "--help does not mention {word}");
+    }
+    let bad = Command::new(serve_binary())
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
