@@ -993,3 +993,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;
