@@ -12,11 +12,11 @@ use crate::http::{self, Parsed, Persist, Response};
 use crate::route;
 use crate::server::Shared;
 
-/// Waiting for the first byte of a request: closed at once on shutdown, evictable.
+/// Waiting for the first byte of a request: closed at once on shutdown.
 const IDLE: u8 = 0;
-/// Part of a request head received: in flight for shutdown, evictable under the connection cap.
+/// Receiving a request (head or body): in flight for shutdown.
 const READING: u8 = 1;
-/// A whole request received and being answered: never interrupted before the deadline.
+/// Answering a request: in flight for shutdown, evicted only after every waiting connection.
 const BUSY: u8 = 2;
 /// Closed by the server (shutdown or eviction); the thread ends at its next read or write.
 const CLOSED: u8 = 3;
@@ -62,7 +62,7 @@ impl Slot {
                 (s != CLOSED).then_some(state)
             })
             .is_ok();
-        if moved && state != BUSY {
+        if moved {
             self.since.store(now_ms, Ordering::Relaxed);
         }
         moved
@@ -72,10 +72,17 @@ impl Slot {
         self.state.load(Ordering::SeqCst) == CLOSED
     }
 
-    /// When it started waiting for a request, if it has no complete request in hand.
-    pub fn waiting_since(&self) -> Option<u64> {
+    /// Which connection to evict first at the connection cap: the smallest key.
+    ///
+    /// Connections waiting for their client (idle, or receiving a request) go
+    /// first, longest-waiting first; one being answered goes only when all
+    /// are being answered, and then the one stuck longest (its client does not
+    /// read). `None` once closed.
+    pub fn eviction_key(&self) -> Option<(bool, u64)> {
+        let since = self.since.load(Ordering::Relaxed);
         match self.state.load(Ordering::SeqCst) {
-            IDLE | READING => Some(self.since.load(Ordering::Relaxed)),
+            IDLE | READING => Some((false, since)),
+            BUSY => Some((true, since)),
             _ => None,
         }
     }
@@ -83,11 +90,6 @@ impl Slot {
     /// Closes the socket if the connection is idle; the thread then ends.
     pub fn close_if_idle(&self) -> bool {
         self.close_if(|s| s == IDLE)
-    }
-
-    /// Closes the socket if no complete request is being answered (eviction).
-    pub fn close_if_waiting(&self) -> bool {
-        self.close_if(|s| s == IDLE || s == READING)
     }
 
     /// Closes the socket whatever the thread is doing (the shutdown deadline).
@@ -188,7 +190,7 @@ impl Conn<'_> {
                     } => (response, len, keep_alive, http11, content_length),
                     Head::Gone => return Ok(()),
                 };
-            if !self.slot.enter(BUSY, 0) {
+            if !self.slot.enter(BUSY, self.shared.millis()) {
                 return Ok(());
             }
             served += 1;
@@ -213,8 +215,13 @@ impl Conn<'_> {
                 }
                 return Ok(());
             }
-            if content_length > 0 && !self.skip_body(content_length, deadline)? {
-                return Ok(());
+            if content_length > 0 {
+                if !self.slot.enter(READING, self.shared.millis()) {
+                    return Ok(());
+                }
+                if !self.skip_body(content_length, deadline)? {
+                    return Ok(());
+                }
             }
             wait = config.idle_timeout;
         }
@@ -359,13 +366,42 @@ impl Conn<'_> {
         self.filled -= len;
     }
 
+    /// Writes the pending answers within one write timeout for the whole batch,
+    /// so a client reading a byte at a time cannot hold the thread for long.
     fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            let result = self.stream.write_all(&self.out);
-            self.out.clear();
-            result?;
+        let result = self.write_out();
+        self.out.clear();
+        result
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        let timeout = self.shared.config.write_timeout;
+        let mut written = 0;
+        let mut deadline = None;
+        let result = loop {
+            if written == self.out.len() {
+                break Ok(());
+            }
+            match self.stream.write(&self.out[written..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+            if written < self.out.len() {
+                // A partial write: the client is slow. Shrink the timeout to what is left.
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break Err(io::ErrorKind::TimedOut.into());
+                }
+                self.stream.set_write_timeout(Some(left))?;
+            }
+        };
+        if deadline.is_some() {
+            self.stream.set_write_timeout(Some(timeout))?;
         }
-        Ok(())
+        result
     }
 }
 

@@ -168,11 +168,12 @@ impl Server {
 
     /// Most connections served at once, each on its own thread. Default 1024.
     ///
-    /// At the cap, a new connection evicts the connection that has waited
-    /// longest without sending a complete request (idle keep-alive or trickling
-    /// in a head), so a fresh probe is answered however many idle or slow
-    /// clients hold connections. Only when every connection is busy answering
-    /// a request is the new one closed unanswered.
+    /// At the cap, a new connection is always taken, and the connection that
+    /// has waited longest on its client is closed to make room: idle
+    /// keep-alive connections and connections trickling in a request first;
+    /// a connection being answered only if every connection is, and then the
+    /// one whose client has not read its answer for longest. So a fresh probe
+    /// is answered however many idle, slow or hostile clients hold connections.
     pub fn max_connections(mut self, max: usize) -> Server {
         self.config.max_connections = max;
         self
@@ -426,11 +427,11 @@ impl Registry {
         }
     }
 
-    /// The connection that has waited longest without a complete request.
-    fn longest_waiting(&self) -> Option<u64> {
+    /// The connection to evict at the cap (see [`Slot::eviction_key`]).
+    fn eviction_candidate(&self) -> Option<u64> {
         self.slots
             .iter()
-            .filter_map(|(id, slot)| slot.waiting_since().map(|since| (since, *id)))
+            .filter_map(|(id, slot)| slot.eviction_key().map(|key| (key, *id)))
             .min()
             .map(|(_, id)| id)
     }
@@ -511,20 +512,19 @@ fn is_client_side(e: &io::Error) -> bool {
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let mut registry = shared.registry();
     registry.reap();
-    if registry.slots.len() >= shared.config.max_connections {
-        let evicted = registry
-            .longest_waiting()
+    while registry.slots.len() >= shared.config.max_connections {
+        let Some(evicted) = registry
+            .eviction_candidate()
             .and_then(|id| registry.slots.remove(&id))
-            .filter(|slot| slot.close_if_waiting());
-        drop(registry);
-        let (peer, reason) = match &evicted {
-            Some(slot) => (slot.peer(), "evicted: connection limit reached"),
-            None => (peer, "connection limit reached, every connection busy"),
+        else {
+            break;
         };
-        shared.events.emit(Event::Rejected { peer, reason });
-        if evicted.is_none() {
-            return;
-        }
+        evicted.close();
+        drop(registry);
+        shared.events.emit(Event::Rejected {
+            peer: evicted.peer(),
+            reason: "evicted: connection limit reached",
+        });
         registry = shared.registry();
     }
 

@@ -182,3 +182,29 @@ pub fn start(ready: bool) -> (healthz::Health, healthz::Running) {
         .expect("bind");
     (health, server)
 }
+
+/// A hook that sends every event, as text, to the returned receiver.
+pub fn event_channel() -> (
+    impl Fn(&healthz::Event) + Send + Sync + 'static,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let hook = move |event: &healthz::Event| {
+        let _ = tx.lock().unwrap().send(event.to_string());
+    };
+    (hook, rx)
+}
+
+/// Waits (at most [`PATIENCE`]) for an event containing `text`; returns it.
+pub fn wait_for_event(rx: &std::sync::mpsc::Receiver<String>, text: &str) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(event) if event.contains(text) => return event,
+            Ok(_) => {}
+            Err(_) => panic!("no event containing {text:?} within {PATIENCE:?}"),
+        }
+    }
+}
