@@ -70,6 +70,13 @@
 //! requests are answered in order. No `Host` header is required (HAProxy's
 //! checks send none).
 //!
+//! # Probing from a container
+//!
+//! [`Probe`] is the other end: a std-only client that checks one health
+//! endpoint the way the kubelet does (bounded time, bounded read, 200–399 is
+//! healthy), for a Docker `HEALTHCHECK` in an image with no curl. The
+//! `probe` example wraps it in a binary that exits 0 or 1.
+//!
 //! # What it is not
 //!
 //! Not a general HTTP server: no handlers of your own, no request bodies
@@ -84,6 +91,7 @@ mod error;
 mod event;
 mod health;
 mod http;
+mod probe;
 mod route;
 mod server;
 mod shutdown;
@@ -91,6 +99,7 @@ mod shutdown;
 pub use error::Error;
 pub use event::Event;
 pub use health::Health;
+pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
 

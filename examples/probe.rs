@@ -1,0 +1,136 @@
+//! A health probe for images without curl or wget: a Docker `HEALTHCHECK`
+//! command in one static binary.
+//!
+//! ```text
+//! probe http://127.0.0.1:8080/healthz
+//! probe --timeout 500ms --expect 200-299 127.0.0.1:8080/readyz
+//! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz probe
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+const ENV_URL: &str = "HEALTHZ_PROBE_URL";
+
+const HELP: &str = "\
+probe: check a health endpoint once, for Docker HEALTHCHECK and friends
+
+USAGE:
+    probe [--timeout DURATION] [--expect LOW-HIGH] [URL]
+
+URL is http://HOST[:PORT][/PATH] or HOST:PORT[/PATH]; the path defaults to
+/healthz. Without URL, the HEALTHZ_PROBE_URL environment variable is used.
+
+OPTIONS:
+    --timeout DURATION   overall time for connect, send and read: 1s, 500ms, 2
+                         (seconds); default 1s
+    --expect LOW-HIGH    statuses that count as healthy; default 200-399, as the
+                         kubelet (a single status such as 200 also works)
+    -h, --help           print this help
+
+Prints one line saying why, and exits:
+    0  healthy
+    1  unhealthy: refused, timed out, malformed answer, or a status outside --expect
+    2  usage error
+";
+
+struct Options {
+    url: String,
+    timeout: Duration,
+    expect: std::ops::RangeInclusive<u16>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut url = None;
+    let mut timeout = Duration::from_secs(1);
+    let mut expect = 200..=399;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--timeout" => timeout = parse_duration(&value("--timeout")?)?,
+            "--expect" => expect = parse_range(&value("--expect")?)?,
+            _ if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+            _ if url.is_none() => url = Some(arg),
+            _ => return Err(format!("more than one URL: `{arg}`")),
+        }
+    }
+    let url = match url.or_else(|| std::env::var(ENV_URL).ok().filter(|u| !u.is_empty())) {
+        Some(url) => url,
+        None => return Err(format!("no URL given and {ENV_URL} is not set")),
+    };
+    Ok(Some(Options {
+        url,
+        timeout,
+        expect,
+    }))
+}
+
+/// `1s`, `500ms`, `1.5s` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration `{text}` (try 1s or 500ms)");
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else {
+        (text.strip_suffix('s').unwrap_or(text), 1.0)
+    };
+    let secs = number.parse::<f64>().map_err(|_| bad())? * scale;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `200-399` or `200`.
+fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("bad status range `{text}` (try 200-399)");
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let low: u16 = low.trim().parse().map_err(|_| bad())?;
+    let high: u16 = high.trim().parse().map_err(|_| bad())?;
+    if !(100..=999).contains(&low) || !(low..=999).contains(&high) {
+        return Err(bad());
+    }
+    Ok(low..=high)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("probe: {message} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let probe = match healthz::Probe::new(&options.url) {
+        Ok(probe) => probe.timeout(options.timeout).expect(options.expect),
+        Err(e) => {
+            eprintln!("probe: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match probe.run() {
+        Ok(answer) => {
+            println!("healthy: status {} from {}", answer.status(), options.url);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("unhealthy: {e} ({})", options.url);
+            ExitCode::from(1)
+        }
+    }
+}

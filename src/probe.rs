@@ -1,0 +1,480 @@
+//! A std-only HTTP client for one health probe, for images that have no curl:
+//! connect, send one GET, read one bounded response, judge its status.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+/// One health check against an HTTP endpoint, the way the kubelet does it.
+///
+/// Sends `GET` with `Host`, `User-Agent: healthz-probe/<version>` and
+/// `Connection: close`; reads at most [`max_response`](Probe::max_response)
+/// bytes (10 KiB by default, as the kubelet); healthy means a status in
+/// [`expect`](Probe::expect) (200 to 399 by default, as the kubelet). Connecting,
+/// writing and reading all share one overall [`timeout`](Probe::timeout).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let health = healthz::Health::new();
+/// let server = healthz::Server::new(health.clone()).bind("127.0.0.1:0")?;
+/// let url = format!("http://{}/healthz", server.local_addr());
+///
+/// let error = healthz::Probe::new(&url)?.run().unwrap_err();
+/// assert_eq!(error.kind(), healthz::ProbeErrorKind::Unhealthy(503));
+///
+/// health.ready();
+/// let answer = healthz::Probe::new(&url)?.run()?;
+/// assert_eq!((answer.status(), answer.body()), (200, &b"ok\n"[..]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Probe {
+    host: String,
+    port: u16,
+    path: String,
+    timeout: Duration,
+    expect: RangeInclusive<u16>,
+    max_response: usize,
+}
+
+/// A healthy answer: its status and (up to the size limit) its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeResponse {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl ProbeResponse {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body, cut at the probe's size limit.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// What kind of failure a probe met. Every failure means "unhealthy"; the
+/// kind says why, for the one line a `HEALTHCHECK` log shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProbeErrorKind {
+    /// The target is not `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`.
+    InvalidTarget,
+    /// The host name did not resolve.
+    Resolve,
+    /// Nothing listens there.
+    Refused,
+    /// The overall timeout passed.
+    TimedOut,
+    /// Another I/O error (reset, unreachable, ...).
+    Io,
+    /// The peer answered something that is not an HTTP/1.x response, or cut it short.
+    Malformed,
+    /// A well-formed answer with a status outside the expected range.
+    Unhealthy(u16),
+}
+
+/// Why a probe failed; `Display` gives one readable line.
+#[derive(Debug)]
+pub struct ProbeError {
+    kind: ProbeErrorKind,
+    detail: String,
+}
+
+impl ProbeError {
+    fn new(kind: ProbeErrorKind, detail: impl Into<String>) -> ProbeError {
+        ProbeError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    fn io(error: io::Error) -> ProbeError {
+        let kind = match error.kind() {
+            io::ErrorKind::ConnectionRefused => ProbeErrorKind::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ProbeErrorKind::TimedOut,
+            _ => ProbeErrorKind::Io,
+        };
+        ProbeError::new(kind, error.to_string())
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ProbeErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ProbeErrorKind::InvalidTarget => "invalid target",
+            ProbeErrorKind::Resolve => "cannot resolve host",
+            ProbeErrorKind::Refused => "connection refused",
+            ProbeErrorKind::TimedOut => "timed out",
+            ProbeErrorKind::Io => "connection failed",
+            ProbeErrorKind::Malformed => "malformed response",
+            ProbeErrorKind::Unhealthy(status) => {
+                return write!(f, "status {status}{}", self.detail)
+            }
+        };
+        write!(f, "{what}: {}", self.detail)
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+impl Probe {
+    /// A probe of `target`: `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`;
+    /// the path defaults to `/healthz` and the port of a URL to 80. HOST may be
+    /// an IPv4 address, a bracketed IPv6 address, `localhost` (always loopback,
+    /// without a resolver) or a name to resolve.
+    pub fn new(target: &str) -> Result<Probe, ProbeError> {
+        let invalid = |why: &str| {
+            ProbeError::new(
+                ProbeErrorKind::InvalidTarget,
+                format!("{why} in `{target}`"),
+            )
+        };
+        let (rest, default_port) = match target.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, Some(80)),
+            Some((scheme, _)) => {
+                return Err(invalid(&format!(
+                    "unsupported scheme `{scheme}` (only http)"
+                )))
+            }
+            None => (target, None),
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(at) if rest.as_bytes()[at] == b'/' => (&rest[..at], &rest[at..]),
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let (host, port) = split_host_port(authority).ok_or_else(|| invalid("bad HOST:PORT"))?;
+        let port = match (port, default_port) {
+            (Some(port), _) => port.parse().map_err(|_| invalid("bad port"))?,
+            (None, Some(port)) => port,
+            (None, None) => return Err(invalid("no port")),
+        };
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let path = match path {
+            "" => "/healthz".to_string(),
+            p if p.starts_with('?') => format!("/healthz{p}"),
+            p => p.to_string(),
+        };
+        if !path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(invalid("spaces or control characters in the path"));
+        }
+        Ok(Probe {
+            host: host.to_string(),
+            port,
+            path,
+            timeout: Duration::from_secs(1),
+            expect: 200..=399,
+            max_response: 10 * 1024,
+        })
+    }
+
+    /// The overall time for connecting, sending and reading. Default 1 s, the kubelet's.
+    pub fn timeout(mut self, timeout: Duration) -> Probe {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The statuses that count as healthy. Default `200..=399`.
+    pub fn expect(mut self, statuses: RangeInclusive<u16>) -> Probe {
+        self.expect = statuses;
+        self
+    }
+
+    /// Most bytes read of the response, head and body together; a longer body
+    /// is cut there (not an error), a longer head is malformed. Default 10 KiB.
+    pub fn max_response(mut self, bytes: usize) -> Probe {
+        self.max_response = bytes;
+        self
+    }
+
+    /// Runs the probe once.
+    pub fn run(&self) -> Result<ProbeResponse, ProbeError> {
+        if self.timeout.is_zero() {
+            return Err(ProbeError::new(
+                ProbeErrorKind::InvalidTarget,
+                "the timeout must be above zero",
+            ));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let mut stream = self.connect(deadline)?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: healthz-probe/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            self.path,
+            self.host_header(),
+            env!("CARGO_PKG_VERSION")
+        );
+        stream
+            .set_write_timeout(Some(left(deadline)?))
+            .map_err(ProbeError::io)?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(ProbeError::io)?;
+        let response = read_response(&mut stream, deadline, self.max_response)?;
+        if self.expect.contains(&response.status) {
+            Ok(response)
+        } else {
+            let body = String::from_utf8_lossy(&response.body);
+            let body = body.trim();
+            let detail = if body.is_empty() || body.len() > 200 {
+                String::new()
+            } else {
+                format!(" ({body})")
+            };
+            Err(ProbeError::new(
+                ProbeErrorKind::Unhealthy(response.status),
+                detail,
+            ))
+        }
+    }
+
+    fn host_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    fn connect(&self, deadline: Instant) -> Result<TcpStream, ProbeError> {
+        let addrs: Vec<SocketAddr> = if self.host.eq_ignore_ascii_case("localhost") {
+            // No resolver needed, so this works in an empty container.
+            vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)]
+        } else if let Ok(ip) = self.host.parse::<IpAddr>() {
+            vec![SocketAddr::new(ip, self.port)]
+        } else {
+            (self.host.as_str(), self.port)
+                .to_socket_addrs()
+                .map_err(|e| {
+                    ProbeError::new(ProbeErrorKind::Resolve, format!("{}: {e}", self.host))
+                })?
+                .collect()
+        };
+        let mut last = ProbeError::new(
+            ProbeErrorKind::Resolve,
+            format!("{}: no addresses", self.host),
+        );
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, left(deadline)?) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = ProbeError::io(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `host:port`, `[v6]:port`, `host` or `[v6]`.
+fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(after.strip_prefix(':')?))),
+        };
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Some((host, Some(port))),
+        None => Some((authority, None)),
+    }
+}
+
+fn left(deadline: Instant) -> Result<Duration, ProbeError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(ProbeError::new(ProbeErrorKind::TimedOut, "no time left"))
+    } else {
+        Ok(left)
+    }
+}
+
+/// Reads one response of at most `limit` bytes, head and body, within the deadline.
+fn read_response(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    limit: usize,
+) -> Result<ProbeResponse, ProbeError> {
+    let mut reader = Bounded {
+        stream,
+        deadline,
+        buf: Vec::with_capacity(1024),
+        limit,
+        eof: false,
+    };
+    let head_end = loop {
+        if let Some(at) = find(&reader.buf, b"\r\n\r\n") {
+            break at + 4;
+        }
+        if !reader.fill()? {
+            return Err(malformed(if reader.buf.is_empty() {
+                "the connection closed without a response"
+            } else {
+                "the response head is cut short or too large"
+            }));
+        }
+    };
+    let head = std::str::from_utf8(&reader.buf[..head_end])
+        .map_err(|_| malformed("non-UTF-8 response head"))?;
+    let mut lines = head.split("\r\n");
+    let status = parse_status_line(lines.next().unwrap_or(""))?;
+    let (mut length, mut chunked) = (None, false);
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed("a header line without a colon"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| malformed("a bad Content-Length"))?;
+            if length.is_some_and(|m| m != n) {
+                return Err(malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().ends_with("chunked");
+        }
+    }
+    let body = if status == 204 || status == 304 || (100..200).contains(&status) {
+        Vec::new()
+    } else if chunked {
+        read_chunked(&mut reader, head_end)?
+    } else if let Some(len) = length {
+        let end = usize::try_from(len).map_or(usize::MAX, |len| head_end.saturating_add(len));
+        while reader.buf.len() < end {
+            if !reader.fill()? {
+                if reader.eof {
+                    return Err(malformed("the body is shorter than its Content-Length"));
+                }
+                break; // at the size limit: keep what was read
+            }
+        }
+        reader.buf[head_end..reader.buf.len().min(end)].to_vec()
+    } else {
+        while reader.fill()? {}
+        reader.buf[head_end..].to_vec()
+    };
+    Ok(ProbeResponse { status, body })
+}
+
+/// `HTTP/1.x SSS[ reason]`.
+fn parse_status_line(line: &str) -> Result<u16, ProbeError> {
+    let rest = line
+        .strip_prefix("HTTP/1.")
+        .filter(|r| r.len() >= 5 && r.as_bytes()[0].is_ascii_digit() && r.as_bytes()[1] == b' ')
+        .ok_or_else(|| malformed("not an HTTP/1.x status line"))?;
+    let code = &rest[2..5];
+    match (code.parse::<u16>(), rest.as_bytes().get(5)) {
+        (Ok(status), None | Some(b' '))
+            if (100..=999).contains(&status) && code.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(status)
+        }
+        _ => Err(malformed("a bad status code")),
+    }
+}
+
+/// Decodes a chunked body, keeping what fits under the reader's limit.
+fn read_chunked(reader: &mut Bounded<'_>, mut pos: usize) -> Result<Vec<u8>, ProbeError> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(at) = find(&reader.buf[pos..], b"\r\n") {
+                break pos + at;
+            }
+            if !reader.fill()? {
+                return if reader.eof {
+                    Err(malformed("the chunked body is cut short"))
+                } else {
+                    Ok(body) // at the size limit
+                };
+            }
+        };
+        let size_text = std::str::from_utf8(&reader.buf[pos..line_end]).unwrap_or("");
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| malformed("a bad chunk size"))?;
+        pos = line_end + 2;
+        if size == 0 {
+            return Ok(body);
+        }
+        let end = pos
+            .checked_add(size)
+            .and_then(|e| e.checked_add(2))
+            .ok_or_else(|| malformed("a chunk too large"))?;
+        while reader.buf.len() < end {
+            if !reader.fill()? {
+                if reader.eof {
+                    return Err(malformed("the chunked body is cut short"));
+                }
+                let have = reader.buf.len().min(pos + size);
+                body.extend_from_slice(&reader.buf[pos..have]);
+                return Ok(body);
+            }
+        }
+        body.extend_from_slice(&reader.buf[pos..pos + size]);
+        pos = end;
+    }
+}
+
+fn malformed(why: &str) -> ProbeError {
+    ProbeError::new(ProbeErrorKind::Malformed, why)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A socket read into a buffer that never grows past `limit`, each read
+/// bounded by what is left of the deadline.
+struct Bounded<'a> {
+    stream: &'a mut TcpStream,
+    deadline: Instant,
+    buf: Vec<u8>,
+    limit: usize,
+    eof: bool,
+}
+
+impl Bounded<'_> {
+    /// Reads more; false at end of stream or at the size limit.
+    fn fill(&mut self) -> Result<bool, ProbeError> {
+        let room = self.limit.saturating_sub(self.buf.len()).min(4096);
+        if room == 0 || self.eof {
+            return Ok(false);
+        }
+        self.stream
+            .set_read_timeout(Some(left(self.deadline)?))
+            .map_err(ProbeError::io)?;
+        let start = self.buf.len();
+        self.buf.resize(start + room, 0);
+        let result = loop {
+            match self.stream.read(&mut self.buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(ProbeError::io(e));
+            }
+        };
+        self.buf.truncate(start + n);
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+}

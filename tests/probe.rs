@@ -1,0 +1,309 @@
+//! The probe client against our server in every state and against tiny fake
+//! servers that misbehave on purpose; then the `probe` example's exit codes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use healthz::{Probe, ProbeErrorKind};
+
+/// A one-connection server: reads the request head, then runs `answer` on the socket.
+fn fake(answer: impl FnOnce(&mut TcpStream) + Send + 'static) -> (SocketAddr, JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        answer(&mut stream);
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    (addr, handle)
+}
+
+fn replying(bytes: &'static [u8]) -> impl FnOnce(&mut TcpStream) + Send + 'static {
+    move |stream| {
+        let _ = stream.write_all(bytes);
+    }
+}
+
+fn probe(addr: SocketAddr) -> Probe {
+    Probe::new(&format!("http://{addr}/healthz")).unwrap()
+}
+
+#[test]
+fn healthy_and_unhealthy_states_of_our_server() {
+    let (health, server) = common::start(false);
+    let addr = server.local_addr();
+    assert_eq!(
+        probe(addr).run().unwrap_err().kind(),
+        ProbeErrorKind::Unhealthy(503)
+    );
+    health.ready();
+    let answer = probe(addr).run().unwrap();
+    assert_eq!((answer.status(), answer.body()), (200, &b"ok\n"[..]));
+    let missing = Probe::new(&format!("{addr}/nope"))
+        .unwrap()
+        .run()
+        .unwrap_err();
+    assert_eq!(missing.kind(), ProbeErrorKind::Unhealthy(404));
+    assert_eq!(missing.to_string(), "status 404 (not found)");
+    // A bare HOST:PORT probes /healthz.
+    assert_eq!(
+        Probe::new(&addr.to_string())
+            .unwrap()
+            .run()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn the_request_is_a_polite_get() {
+    let (addr, request) = fake(replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    probe(addr).run().unwrap();
+    let request = request.join().unwrap();
+    assert!(
+        request.starts_with("GET /healthz HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains(&format!("\r\nHost: {addr}\r\n")),
+        "{request}"
+    );
+    let agent = format!(
+        "\r\nUser-Agent: healthz-probe/{}\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(request.contains(&agent), "{request}");
+    assert!(request.contains("\r\nConnection: close\r\n"), "{request}");
+}
+
+#[test]
+fn expected_statuses_are_configurable() {
+    let (addr, _) = fake(replying(b"HTTP/1.1 204 No Content\r\n\r\n"));
+    assert_eq!(probe(addr).run().unwrap().status(), 204);
+    let (addr, _) = fake(replying(b"HTTP/1.1 204 No Content\r\n\r\n"));
+    let strict = probe(addr).expect(200..=200).run().unwrap_err();
+    assert_eq!(strict.kind(), ProbeErrorKind::Unhealthy(204));
+}
+
+#[test]
+fn a_closed_port_is_refused() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let error = probe(addr).run().unwrap_err();
+    assert_eq!(error.kind(), ProbeErrorKind::Refused, "{error}");
+}
+
+#[test]
+fn a_listener_that_never_answers_times_out_within_the_bound() {
+    let (addr, _server) = fake(|stream| {
+        // Hold the connection open without a word until the client leaves.
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    let started = Instant::now();
+    let error = probe(addr)
+        .timeout(Duration::from_millis(300))
+        .run()
+        .unwrap_err();
+    assert_eq!(error.kind(), ProbeErrorKind::TimedOut, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_slow_trickle_still_respects_the_overall_deadline() {
+    let (addr, _server) = fake(|stream| {
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            .iter()
+            .cycle()
+            .take(400)
+        {
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let started = Instant::now();
+    let error = probe(addr)
+        .timeout(Duration::from_millis(300))
+        .run()
+        .unwrap_err();
+    assert_eq!(error.kind(), ProbeErrorKind::TimedOut, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn garbage_and_truncated_answers_are_malformed() {
+    let answers: [&'static [u8]; 7] = [
+        b"\x16\x03\x01\x00\x02\x02\x28",
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"HTTP/1.1 200",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"",
+    ];
+    for answer in answers {
+        let (addr, _) = fake(replying(answer));
+        let error = probe(addr).run().unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ProbeErrorKind::Malformed,
+            "{:?}: {error}",
+            String::from_utf8_lossy(answer)
+        );
+    }
+}
+
+#[test]
+fn an_oversized_body_is_cut_at_the_limit_without_failing() {
+    let (addr, _) = fake(|stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n");
+        let _ = stream.write_all(&vec![b'x'; 1 << 20]);
+    });
+    let answer = probe(addr).run().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer.body().len() < 10 * 1024 && answer.body().len() > 9 * 1024,
+        "{}",
+        answer.body().len()
+    );
+}
+
+#[test]
+fn an_oversized_head_is_malformed() {
+    let (addr, _) = fake(|stream| {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Big: ");
+        let _ = stream.write_all(&vec![b'x'; 64 * 1024]);
+    });
+    assert_eq!(
+        probe(addr).run().unwrap_err().kind(),
+        ProbeErrorKind::Malformed
+    );
+}
+
+#[test]
+fn chunked_close_delimited_and_http10_bodies_are_read() {
+    let (addr, _) = fake(replying(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ));
+    assert_eq!(probe(addr).run().unwrap().body(), b"abcde");
+    let (addr, _) = fake(replying(b"HTTP/1.0 200 OK\r\n\r\nuntil close"));
+    assert_eq!(probe(addr).run().unwrap().body(), b"until close");
+    let (addr, _) = fake(replying(
+        b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown",
+    ));
+    let error = probe(addr).run().unwrap_err();
+    assert_eq!(
+        (error.kind(), error.to_string()),
+        (ProbeErrorKind::Unhealthy(503), "status 503 (down)".into())
+    );
+}
+
+#[test]
+fn targets_are_checked_before_any_connection() {
+    for bad in [
+        "ftp://h:1/",
+        "http://:80/",
+        "h",
+        "h:port",
+        "[::1",
+        "http://h:99999/",
+        "http://h/a b",
+    ] {
+        let error = Probe::new(bad).unwrap_err();
+        assert_eq!(error.kind(), ProbeErrorKind::InvalidTarget, "{bad}");
+    }
+    for good in [
+        "http://h",
+        "HTTP://h:8080/readyz?verbose",
+        "h:1",
+        "[::1]:8080/livez",
+        "localhost:1?x",
+    ] {
+        Probe::new(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+}
+
+/// `cargo test` builds the examples next to the test binaries' `deps` folder.
+fn probe_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("probe");
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn the_probe_binary_exits_0_healthy_1_unhealthy_2_usage() {
+    let (health, server) = common::start(true);
+    let url = format!("http://{}/healthz", server.local_addr());
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = Command::new(probe_binary());
+        command.args(args).env_remove("HEALTHZ_PROBE_URL");
+        if let Some(url) = env {
+            command.env("HEALTHZ_PROBE_URL", url);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, line) = run(&[&url], None);
+    assert_eq!(code, Some(0), "{line}");
+    assert_eq!(line, format!("healthy: status 200 from {url}\n"));
+    assert_eq!(run(&[], Some(&url)).0, Some(0), "URL from the environment");
+    health.not_ready();
+    let (code, line) = run(&["--timeout", "500ms", &url], None);
+    assert_eq!(code, Some(1));
+    assert_eq!(line, format!("unhealthy: status 503 (not ready) ({url})\n"));
+    assert_eq!(run(&["--expect", "200-599", &url], None).0, Some(0));
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(run(&[&closed.to_string()], None).0, Some(1));
+    for usage in [
+        &["--timeout", "soon", &url][..],
+        &["--expect", "abc", &url],
+        &[],
+        &["ftp://x/"],
+        &["--bogus"],
+    ] {
+        assert_eq!(run(usage, None).0, Some(2), "{usage:?}");
+    }
+}
