@@ -251,7 +251,11 @@ impl Conn<'_> {
             match http::parse(&self.buf[..self.filled], &limits) {
                 Ok(Parsed::Complete(request, len)) => {
                     return Ok(Head::Request {
-                        response: route::route(&request, &self.shared.health),
+                        response: route::route(
+                            &request,
+                            &self.shared.health,
+                            &self.shared.config.routes,
+                        ),
                         len,
                         keep_alive: request.keep_alive,
                         http11: request.http11,

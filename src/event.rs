@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Something the server did or saw, passed to the hook set with
 /// [`Server::on_event`](crate::Server::on_event).
@@ -14,8 +15,11 @@ use std::sync::Arc;
 /// `Display` gives a one-line, human-readable form.
 ///
 /// ```
-/// let event = healthz::Event::ReadinessChanged { ready: false };
-/// assert_eq!(event.to_string(), "readiness changed: not ready");
+/// let event = healthz::Event::ReadinessChanged {
+///     ready: false,
+///     failing: vec!["database".to_string()],
+/// };
+/// assert_eq!(event.to_string(), "readiness changed: not ready (failing: database)");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -56,10 +60,40 @@ pub enum Event {
         /// Why, in a few words.
         reason: &'static str,
     },
-    /// Readiness flipped. Reported once per change, however often it is probed.
+    /// Overall readiness flipped. Reported once per change, however often it
+    /// is probed.
     ReadinessChanged {
         /// The new state.
         ready: bool,
+        /// What fails, when not ready: `ready` (the service's own flag),
+        /// `shutdown` (draining), and the names of targets and checks.
+        failing: Vec<String>,
+    },
+    /// Overall liveness flipped; once per change.
+    LivenessChanged {
+        /// The new state.
+        alive: bool,
+        /// The liveness targets and checks that fail.
+        failing: Vec<String>,
+    },
+    /// A check started failing. The reason goes here, and into response
+    /// bodies only when the server is configured to show reasons.
+    CheckFailed {
+        /// The check's name.
+        name: String,
+        /// What the check said (cut to 128 bytes), or that it timed out or panicked.
+        reason: String,
+    },
+    /// A failing check passes again.
+    CheckPassed {
+        /// The check's name.
+        name: String,
+    },
+    /// Shutdown began with a drain: readiness fails at once, liveness keeps
+    /// passing, and the server keeps serving for `delay` before it stops.
+    Draining {
+        /// How long it keeps serving.
+        delay: Duration,
     },
 }
 
@@ -83,8 +117,27 @@ impl fmt::Display for Event {
                 write!(f, "connection from {peer} failed: {error}")
             }
             Event::Rejected { peer, reason } => write!(f, "rejected {peer}: {reason}"),
-            Event::ReadinessChanged { ready: true } => f.write_str("readiness changed: ready"),
-            Event::ReadinessChanged { ready: false } => f.write_str("readiness changed: not ready"),
+            Event::ReadinessChanged { ready: true, .. } => f.write_str("readiness changed: ready"),
+            Event::ReadinessChanged { failing, .. } => {
+                write!(
+                    f,
+                    "readiness changed: not ready (failing: {})",
+                    failing.join(", ")
+                )
+            }
+            Event::LivenessChanged { alive: true, .. } => f.write_str("liveness changed: alive"),
+            Event::LivenessChanged { failing, .. } => {
+                write!(
+                    f,
+                    "liveness changed: not alive (failing: {})",
+                    failing.join(", ")
+                )
+            }
+            Event::CheckFailed { name, reason } => write!(f, "check {name} failed: {reason}"),
+            Event::CheckPassed { name } => write!(f, "check {name} passes again"),
+            Event::Draining { delay } => {
+                write!(f, "draining: readiness fails, serving {delay:?} more")
+            }
         }
     }
 }

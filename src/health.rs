@@ -1,46 +1,113 @@
-//! Shared health state. No I/O and no HTTP: a flag that servers read and
-//! the service flips.
+//! Shared health state: the readiness flag, named targets, checks, and the
+//! drain switch. No I/O and no HTTP: servers read it, the service flips it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::check::{Check, Runner, Schedule, Thresholds, Ticket};
 use crate::event::{deliver, Event, Hook};
-use crate::lock;
+use crate::sync::{lock, Latch};
 
-/// Whether the service is ready to take traffic, shared by every clone.
+/// Most targets and checks one [`Health`] holds (so bodies stay far below 10 KiB).
+pub(crate) const MAX_ENTRIES: usize = 32;
+/// Longest target or check name, in bytes.
+pub(crate) const MAX_NAME: usize = 64;
+
+/// Names the built-in entries use; no target or check may take them.
+const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
+
+/// Whether the service is alive and ready, shared by every clone.
 ///
-/// It starts **not ready**, as Dapr's health server does: a process is not
-/// ready until it says so. Clone it freely; all clones are one state.
+/// Readiness (`/readyz`, and `/healthz` as Dapr means it) holds when all of
+/// these do:
+/// - the service's own flag, [`ready`](Health::ready) / [`not_ready`](Health::not_ready),
+///   which starts **not ready**, as Dapr's health server does;
+/// - every readiness [`Target`] a component registered is ready;
+/// - every readiness [`Check`] passes;
+/// - the service is not [draining](Health::drain).
 ///
-/// Flipping it is a single atomic swap, and the very next request a server
-/// answers sees the new state: there is no caching anywhere. Only an actual
-/// change (not a repeated `ready()`) takes a lock, to report
-/// [`Event::ReadinessChanged`] once to the servers' event hooks.
+/// Liveness (`/livez`) holds while every liveness target and check does; it
+/// never depends on readiness.
+///
+/// Flipping the flag or a target is an atomic swap, and the very next request
+/// sees it. The plain probe path reads a few atomics and takes no lock; only
+/// `?verbose`, JSON, per-name probes and on-request checks take a read lock on
+/// the list of targets and checks. A real change is reported once to the
+/// servers' event hooks ([`Event::ReadinessChanged`]).
 ///
 /// ```
 /// let health = healthz::Health::new();
 /// assert!(!health.is_ready());
 /// health.ready();
 /// assert!(health.is_ready());
-/// health.not_ready();
+///
+/// let queue = health.target("queue")?; // a component's own readiness, not ready yet
 /// assert!(!health.is_ready());
+/// queue.ready();
+/// assert!(health.is_ready());
+/// assert!(health.target("queue").is_err()); // names are unique
+/// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Health {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     ready: AtomicBool,
+    draining: AtomicBool,
+    /// Per kind: targets not ready plus background checks not passing.
+    failing: [AtomicUsize; 2],
+    /// Per kind: checks that run on each probe.
+    on_request: [AtomicUsize; 2],
+    entries: RwLock<Vec<Arc<Entry>>>,
     watchers: Mutex<Watchers>,
+    /// Set when the last clone drops: background checks end.
+    stop: Arc<Latch>,
 }
 
-/// The event hooks of the servers that serve this state, and the last state they were told.
-#[derive(Default)]
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.set();
+    }
+}
+
+/// Readiness or liveness: which endpoint family an entry gates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Readiness = 0,
+    Liveness = 1,
+}
+
+struct Entry {
+    name: String,
+    kind: Kind,
+    state: EntryState,
+}
+
+enum EntryState {
+    Target(AtomicBool),
+    OnRequest {
+        runner: Arc<Runner>,
+        /// The last result, for `is_ready` and for reporting changes once.
+        last: Mutex<Result<(), String>>,
+    },
+    Background {
+        runner: Arc<Runner>,
+        schedule: Schedule,
+        /// The verdict so far, and when the last run ended.
+        state: Mutex<(Thresholds, u64)>,
+    },
+}
+
+/// The event hooks of the servers that serve this state, and what they were last told.
 struct Watchers {
-    reported: bool,
+    /// Per kind: the last overall state reported.
+    reported: [bool; 2],
     next_id: u64,
     hooks: Vec<(u64, Hook)>,
 }
@@ -60,23 +127,88 @@ impl Drop for Watch {
     }
 }
 
+/// One line of a health report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub name: String,
+    pub status: Status,
+    /// Why it fails (or warns); shown only when the server is configured to.
+    pub reason: Option<String>,
+    pub excluded: bool,
+    /// When the result was observed, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// The state of one item, as the IETF health-check draft names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Pass,
+    /// Passing, but a background check failed recently (under its threshold).
+    Warn,
+    Fail,
+}
+
+/// A readiness or liveness verdict with its reasons.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub items: Vec<Item>,
+    /// Names given to `?exclude=` that matched nothing.
+    pub unmatched: Vec<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.items
+            .iter()
+            .all(|i| i.excluded || i.status != Status::Fail)
+    }
+
+    pub fn failing(&self) -> Vec<&str> {
+        let failing = self
+            .items
+            .iter()
+            .filter(|i| !i.excluded && i.status == Status::Fail);
+        failing.map(|i| i.name.as_str()).collect()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            inner: Arc::new(Inner {
+                ready: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                failing: Default::default(),
+                on_request: Default::default(),
+                entries: RwLock::default(),
+                watchers: Mutex::new(Watchers {
+                    reported: [false, true],
+                    next_id: 0,
+                    hooks: Vec::new(),
+                }),
+                stop: Arc::default(),
+            }),
+        }
+    }
+}
+
 impl Health {
-    /// A new state, not ready.
+    /// A new state: not ready, alive, no targets or checks.
     pub fn new() -> Health {
         Health::default()
     }
 
-    /// Marks the service ready: health endpoints answer 200.
+    /// Marks the service ready (its own flag; targets and checks must agree).
     pub fn ready(&self) {
         self.set_ready(true);
     }
 
-    /// Marks the service not ready: health endpoints answer 503.
+    /// Marks the service not ready: readiness endpoints answer 503.
     pub fn not_ready(&self) {
         self.set_ready(false);
     }
 
-    /// Sets readiness from a condition.
+    /// Sets the service's own readiness flag from a condition.
     ///
     /// ```
     /// let health = healthz::Health::new();
@@ -86,40 +218,420 @@ impl Health {
     /// ```
     pub fn set_ready(&self, ready: bool) {
         if self.inner.ready.swap(ready, Ordering::SeqCst) != ready {
-            self.report();
+            self.changed(Kind::Readiness);
         }
     }
 
-    /// Whether the service is ready now.
+    /// Whether the service is ready now: the flag, every target, every
+    /// background check's last verdict and every on-request check's last
+    /// result (a check never run counts as passing), and not draining.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::SeqCst)
+        self.cached(Kind::Readiness).is_empty()
     }
 
-    /// Tells the hooks about a change, once per real change even when flips race:
-    /// under the lock, the current state is compared with the last one reported.
-    fn report(&self) {
-        let (ready, hooks) = {
+    /// Whether every liveness target and check holds (by their last results).
+    pub fn is_alive(&self) -> bool {
+        self.cached(Kind::Liveness).is_empty()
+    }
+
+    /// Starts draining: readiness fails from now on, whatever the flag, targets
+    /// and checks say, while liveness is unaffected. There is no way back: a
+    /// draining process is on its way out (see
+    /// [`Server::drain_delay`](crate::Server::drain_delay), which calls this).
+    pub fn drain(&self) {
+        if !self.inner.draining.swap(true, Ordering::SeqCst) {
+            self.changed(Kind::Readiness);
+        }
+    }
+
+    /// Whether [`drain`](Health::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Registers a readiness target called `name`, **not ready** until the
+    /// component flips it: readiness holds only when every target is ready.
+    ///
+    /// Names are 1 to 64 bytes of letters, digits, `.`, `_` and `-`, unique
+    /// across targets and checks; `ready`, `shutdown` and `ping` are built in.
+    /// A duplicate or invalid name is an error, never a silent merge.
+    pub fn target(&self, name: &str) -> io::Result<Target> {
+        self.add_target(name, Kind::Readiness, false)
+    }
+
+    /// Registers a liveness target called `name`, **alive** until the
+    /// component says otherwise (say, a watchdog seeing its loop stall).
+    pub fn liveness_target(&self, name: &str) -> io::Result<Target> {
+        self.add_target(name, Kind::Liveness, true)
+    }
+
+    /// Adds a check that gates readiness.
+    pub fn add_check(&self, check: Check) -> io::Result<()> {
+        self.add_check_of(check, Kind::Readiness)
+    }
+
+    /// Adds a check that gates liveness. Keep these to the process itself
+    /// (a stuck loop, a full disk), never a downstream dependency: a failing
+    /// liveness probe gets the process restarted.
+    pub fn add_liveness_check(&self, check: Check) -> io::Result<()> {
+        self.add_check_of(check, Kind::Liveness)
+    }
+
+    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<Target> {
+        let entry = Arc::new(Entry {
+            name: name.to_string(),
+            kind,
+            state: EntryState::Target(AtomicBool::new(ready)),
+        });
+        self.register(entry.clone(), !ready)?;
+        Ok(Target {
+            health: self.clone(),
+            entry,
+        })
+    }
+
+    fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
+        check
+            .validate()
+            .map_err(|message| invalid(io::ErrorKind::InvalidInput, message))?;
+        let runner = Runner::new(&check);
+        let (state, failing) = match check.schedule {
+            None => (
+                EntryState::OnRequest {
+                    runner,
+                    last: Mutex::new(Ok(())),
+                },
+                false,
+            ),
+            Some(schedule) => {
+                // Before its first verdict, a readiness check is not passing; a liveness check is.
+                let passing = kind == Kind::Liveness;
+                let state = EntryState::Background {
+                    runner,
+                    schedule,
+                    state: Mutex::new((Thresholds::new(passing), now())),
+                };
+                (state, !passing)
+            }
+        };
+        let entry = Arc::new(Entry {
+            name: check.name,
+            kind,
+            state,
+        });
+        self.register(entry.clone(), failing)?;
+        if matches!(entry.state, EntryState::Background { .. }) {
+            self.spawn_background(entry)?;
+        }
+        Ok(())
+    }
+
+    fn register(&self, entry: Arc<Entry>, failing: bool) -> io::Result<()> {
+        check_name(&entry.name)?;
+        let kind = entry.kind;
+        {
+            let mut entries = self
+                .inner
+                .entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if entries.iter().any(|e| e.name == entry.name) {
+                return Err(invalid(
+                    io::ErrorKind::AlreadyExists,
+                    format!("a target or check named `{}` already exists", entry.name),
+                ));
+            }
+            if entries.len() >= MAX_ENTRIES {
+                return Err(invalid(
+                    io::ErrorKind::InvalidInput,
+                    format!("at most {MAX_ENTRIES} targets and checks"),
+                ));
+            }
+            if failing {
+                self.inner.failing[kind as usize].fetch_add(1, Ordering::SeqCst);
+            }
+            if matches!(entry.state, EntryState::OnRequest { .. }) {
+                self.inner.on_request[kind as usize].fetch_add(1, Ordering::SeqCst);
+            }
+            entries.push(entry);
+        }
+        self.changed(kind);
+        Ok(())
+    }
+
+    /// Runs a background check on its own thread until the last clone of this
+    /// `Health` drops. The thread holds no strong reference, so it never keeps
+    /// the state alive.
+    fn spawn_background(&self, entry: Arc<Entry>) -> io::Result<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let stop = self.inner.stop.clone();
+        thread::Builder::new()
+            .name("healthz-checker".into())
+            .spawn(move || {
+                let EntryState::Background {
+                    runner, schedule, ..
+                } = &entry.state
+                else {
+                    return;
+                };
+                let mut wait = schedule.initial_delay;
+                while !stop.wait_timeout(wait) {
+                    let outcome = runner.run();
+                    let Some(inner) = weak.upgrade() else { return };
+                    Health { inner }.record(&entry, outcome);
+                    wait = schedule.interval;
+                }
+            })
+            .map(drop)
+    }
+
+    /// Applies a background result: thresholds, counters, events.
+    fn record(&self, entry: &Entry, outcome: Result<(), String>) {
+        let EntryState::Background {
+            schedule, state, ..
+        } = &entry.state
+        else {
+            return;
+        };
+        let flipped = {
+            let mut state = lock(state);
+            state.1 = now();
+            state.0.record(outcome.clone(), schedule)
+        };
+        if flipped {
+            let counter = &self.inner.failing[entry.kind as usize];
+            if outcome.is_ok() {
+                counter.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            self.check_changed(&entry.name, outcome);
+            self.changed(entry.kind);
+        }
+    }
+
+    /// Reports one check's pass/fail transition, with its reason, to the hooks.
+    fn check_changed(&self, name: &str, outcome: Result<(), String>) {
+        let event = match outcome {
+            Ok(()) => Event::CheckPassed {
+                name: name.to_string(),
+            },
+            Err(reason) => Event::CheckFailed {
+                name: name.to_string(),
+                reason,
+            },
+        };
+        self.emit(&event);
+    }
+
+    /// Decides readiness (or liveness) for a probe, reading only atomics, when
+    /// no check has to run for it: `None` means "call [`report`](Self::report)".
+    pub(crate) fn quick(&self, kind: Kind) -> Option<bool> {
+        let inner = &self.inner;
+        if inner.on_request[kind as usize].load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let own = match kind {
+            Kind::Readiness => {
+                inner.ready.load(Ordering::SeqCst) && !inner.draining.load(Ordering::SeqCst)
+            }
+            Kind::Liveness => true,
+        };
+        Some(own && inner.failing[kind as usize].load(Ordering::SeqCst) == 0)
+    }
+
+    /// The full report for a probe: runs on-request checks (all at once, each
+    /// within its timeout), reads the rest. With `only`, just that name
+    /// (`None` if it names nothing of this kind); `exclude` skips names.
+    pub(crate) fn report(
+        &self,
+        kind: Kind,
+        only: Option<&str>,
+        exclude: &[&str],
+    ) -> Option<Report> {
+        let entries: Vec<Arc<Entry>> = self
+            .inner
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.kind == kind)
+            .cloned()
+            .collect();
+        let at = now();
+        let mut items = self.builtin_items(kind, at);
+        let wanted = |name: &str| only.map_or(true, |only| only == name);
+        // Start every on-request check first, so they run side by side.
+        let started: Vec<_> = entries
+            .into_iter()
+            .filter(|e| wanted(&e.name))
+            .map(|e| {
+                let ticket = match &e.state {
+                    EntryState::OnRequest { runner, .. } if !exclude.contains(&e.name.as_str()) => {
+                        Some(runner.start())
+                    }
+                    _ => None,
+                };
+                (e, ticket)
+            })
+            .collect();
+        for (entry, ticket) in started {
+            items.push(self.item(&entry, ticket, at));
+        }
+        items.retain(|i| wanted(&i.name));
+        if items.is_empty() {
+            return None;
+        }
+        for item in &mut items {
+            item.excluded = exclude.contains(&item.name.as_str());
+        }
+        let unmatched = exclude
+            .iter()
+            .filter(|name| !items.iter().any(|i| i.name == **name))
+            .map(|name| name.to_string())
+            .collect();
+        Some(Report { items, unmatched })
+    }
+
+    fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
+        let item = |name: &str, ok: bool, reason: &str| Item {
+            name: name.to_string(),
+            status: if ok { Status::Pass } else { Status::Fail },
+            reason: (!ok).then(|| reason.to_string()),
+            excluded: false,
+            at,
+        };
+        match kind {
+            Kind::Readiness => vec![
+                item(
+                    "ready",
+                    self.inner.ready.load(Ordering::SeqCst),
+                    "the service has not said it is ready",
+                ),
+                item("shutdown", !self.is_draining(), "draining before shutdown"),
+            ],
+            Kind::Liveness => vec![item("ping", true, "")],
+        }
+    }
+
+    fn item(&self, entry: &Entry, ticket: Option<Result<Ticket, String>>, at: u64) -> Item {
+        let (status, reason, at) = match &entry.state {
+            EntryState::Target(ready) => {
+                let ok = ready.load(Ordering::SeqCst);
+                let status = if ok { Status::Pass } else { Status::Fail };
+                (status, (!ok).then(|| "not ready".to_string()), at)
+            }
+            EntryState::OnRequest { runner, last } => {
+                let outcome = match ticket {
+                    Some(Ok(ticket)) => runner.wait(ticket),
+                    Some(Err(e)) => Err(e),
+                    // Excluded: report its last result without running it.
+                    None => lock(last).clone(),
+                };
+                let changed = {
+                    let mut last = lock(last);
+                    let changed = last.is_ok() != outcome.is_ok();
+                    *last = outcome.clone();
+                    changed
+                };
+                if changed {
+                    self.check_changed(&entry.name, outcome.clone());
+                    self.changed(entry.kind);
+                }
+                match outcome {
+                    Ok(()) => (Status::Pass, None, at),
+                    Err(reason) => (Status::Fail, Some(reason), at),
+                }
+            }
+            EntryState::Background { state, .. } => {
+                let (verdict, ran_at) = lock(state).clone();
+                let status = match (verdict.passing, verdict.failures) {
+                    (false, _) => Status::Fail,
+                    (true, 0) => Status::Pass,
+                    (true, _) => Status::Warn,
+                };
+                (status, verdict.last.err(), ran_at)
+            }
+        };
+        Item {
+            name: entry.name.clone(),
+            status,
+            reason,
+            excluded: false,
+            at,
+        }
+    }
+
+    /// What fails now by the latest known results, without running any check.
+    fn cached(&self, kind: Kind) -> Vec<String> {
+        let mut failing: Vec<String> = self
+            .builtin_items(kind, 0)
+            .into_iter()
+            .filter(|i| i.status == Status::Fail)
+            .map(|i| i.name)
+            .collect();
+        let entries = self.inner.entries.read().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.iter().filter(|e| e.kind == kind) {
+            let ok = match &entry.state {
+                EntryState::Target(ready) => ready.load(Ordering::SeqCst),
+                EntryState::OnRequest { last, .. } => lock(last).is_ok(),
+                EntryState::Background { state, .. } => lock(state).0.passing,
+            };
+            if !ok {
+                failing.push(entry.name.clone());
+            }
+        }
+        failing
+    }
+
+    /// Reports a change of overall readiness (or liveness) once, naming what
+    /// fails. Serialised by the watchers' lock, so racing flips report the
+    /// final state and never the same state twice.
+    fn changed(&self, kind: Kind) {
+        let (event, hooks) = {
             let mut watchers = self.watchers();
-            let ready = self.is_ready();
-            if ready == watchers.reported {
+            let failing = self.cached(kind);
+            let healthy = failing.is_empty();
+            if watchers.reported[kind as usize] == healthy {
                 return;
             }
-            watchers.reported = ready;
+            watchers.reported[kind as usize] = healthy;
+            let event = match kind {
+                Kind::Readiness => Event::ReadinessChanged {
+                    ready: healthy,
+                    failing,
+                },
+                Kind::Liveness => Event::LivenessChanged {
+                    alive: healthy,
+                    failing,
+                },
+            };
             let hooks: Vec<Hook> = watchers
                 .hooks
                 .iter()
                 .map(|(_, hook)| hook.clone())
                 .collect();
-            (ready, hooks)
+            (event, hooks)
         };
         // Outside the lock, so a hook may itself flip readiness.
-        let event = Event::ReadinessChanged { ready };
         for hook in &hooks {
             deliver(hook, &event);
         }
     }
 
-    /// Registers a server's hook for readiness changes until the returned guard drops.
+    fn emit(&self, event: &Event) {
+        let hooks: Vec<Hook> = self
+            .watchers()
+            .hooks
+            .iter()
+            .map(|(_, hook)| hook.clone())
+            .collect();
+        for hook in &hooks {
+            deliver(hook, event);
+        }
+    }
+
+    /// Registers a server's hook for health events until the returned guard drops.
     pub(crate) fn watch(&self, hook: Hook) -> Watch {
         let mut watchers = self.watchers();
         let id = watchers.next_id;
@@ -140,6 +652,114 @@ impl fmt::Debug for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Health")
             .field("ready", &self.is_ready())
+            .field("alive", &self.is_alive())
+            .field("draining", &self.is_draining())
             .finish()
     }
+}
+
+/// A component's own readiness (or liveness), registered by name on a
+/// [`Health`] and flipped from the component's thread. Clones flip the same
+/// target. Dropping it does not unregister it: a component that went away
+/// without saying it is ready keeps readiness failing.
+///
+/// ```
+/// let health = healthz::Health::new();
+/// health.ready();
+/// let cache = health.target("cache-warmer")?;
+/// assert!(!health.is_ready());
+/// std::thread::spawn(move || {
+///     // ... warm the cache ...
+///     cache.ready();
+/// })
+/// .join()
+/// .unwrap();
+/// assert!(health.is_ready());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Target {
+    health: Health,
+    entry: Arc<Entry>,
+}
+
+impl Target {
+    /// The name it was registered under.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// Marks it ready (or alive).
+    pub fn ready(&self) {
+        self.set_ready(true);
+    }
+
+    /// Marks it not ready (or not alive).
+    pub fn not_ready(&self) {
+        self.set_ready(false);
+    }
+
+    /// Sets it from a condition.
+    pub fn set_ready(&self, ready: bool) {
+        let EntryState::Target(flag) = &self.entry.state else {
+            return;
+        };
+        if flag.swap(ready, Ordering::SeqCst) == ready {
+            return;
+        }
+        let counter = &self.health.inner.failing[self.entry.kind as usize];
+        if ready {
+            counter.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        self.health.changed(self.entry.kind);
+    }
+
+    /// Whether it is ready (or alive) now.
+    pub fn is_ready(&self) -> bool {
+        matches!(&self.entry.state, EntryState::Target(flag) if flag.load(Ordering::SeqCst))
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.entry.name)
+            .field("kind", &self.entry.kind)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(invalid(
+            io::ErrorKind::InvalidInput,
+            format!("invalid name `{name}`: use 1 to {MAX_NAME} letters, digits, `.`, `_` or `-`"),
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(invalid(
+            io::ErrorKind::AlreadyExists,
+            format!("`{name}` is a built-in name"),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(kind: io::ErrorKind, message: String) -> io::Error {
+    io::Error::new(kind, format!("healthz: {message}"))
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -7,6 +7,7 @@
 //! prefix can no longer become a valid request, so garbage is refused on its
 //! first bad byte instead of at a timeout.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// How much of a request head the parser accepts.
@@ -43,6 +44,8 @@ pub(crate) struct Request<'a> {
     pub keep_alive: bool,
     /// The declared body length (0 when absent).
     pub content_length: u64,
+    /// `Accept` names `application/health+json` or `application/json`.
+    pub accept_json: bool,
 }
 
 /// The outcome of feeding the bytes received so far to [`parse`].
@@ -181,6 +184,7 @@ fn parse_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErr
         http11: line.http11,
         keep_alive,
         content_length: fields.content_length.unwrap_or(0),
+        accept_json: fields.accept_json,
     };
     Ok(Parsed::Complete(request, pos))
 }
@@ -355,6 +359,7 @@ struct Fields {
     host: bool,
     close: bool,
     keep_alive: bool,
+    accept_json: bool,
 }
 
 impl Fields {
@@ -371,6 +376,9 @@ impl Fields {
                 return Err(ParseError::Host);
             }
             self.host = true;
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            self.accept_json |= contains_ignore_case(value, b"application/health+json")
+                || contains_ignore_case(value, b"application/json");
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',') {
                 let option = trim_ows(option);
@@ -380,6 +388,12 @@ impl Fields {
         }
         Ok(())
     }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn decimal(digits: &[u8]) -> Option<u64> {
@@ -426,11 +440,11 @@ fn is_value_byte(b: u8) -> bool {
 }
 
 /// What a response carries besides the fixed headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Response<'a> {
     pub status: u16,
     pub content_type: &'a str,
-    pub body: &'a [u8],
+    pub body: Cow<'a, [u8]>,
     /// Send the headers (Content-Length included) but not the body: HEAD.
     pub omit_body: bool,
     /// Add `Allow: GET, HEAD, OPTIONS`.
@@ -485,7 +499,7 @@ pub(crate) fn write_response(
     }
     out.extend_from_slice(b"\r\n");
     if !response.omit_body {
-        out.extend_from_slice(response.body);
+        out.extend_from_slice(&response.body);
     }
 }
 
@@ -547,6 +561,18 @@ pub(crate) fn imf_fixdate(unix_secs: u64) -> [u8; DATE_LEN] {
     two_digits(&mut out[20..22], secs_of_day / 60 % 60);
     two_digits(&mut out[23..25], secs_of_day % 60);
     out
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC: `2026-11-25T22:10:00Z`.
+pub(crate) fn rfc3339(unix_secs: u64) -> String {
+    let (year, month, day) = civil_from_days(unix_secs / 86_400);
+    let secs = unix_secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn two_digits(out: &mut [u8], n: u64) {
@@ -910,7 +936,7 @@ mod tests {
         let response = Response {
             status: 503,
             content_type: "text/plain; charset=utf-8",
-            body: b"not ready\n",
+            body: Cow::Borrowed(b"not ready\n"),
             omit_body: false,
             allow: false,
         };
@@ -935,7 +961,7 @@ mod tests {
         let response = Response {
             status: 200,
             content_type: "text/plain; charset=utf-8",
-            body: b"ok\n",
+            body: Cow::Borrowed(b"ok\n"),
             omit_body: true,
             allow: true,
         };
@@ -966,6 +992,31 @@ mod tests {
                 "{secs}"
             );
         }
+    }
+
+    #[test]
+    fn test_rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_868_799), "2000-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn test_accept_json_when_accept_names_a_json_type() {
+        assert!(
+            complete(b"GET / HTTP/1.1\r\nAccept: application/health+json\r\n\r\n")
+                .0
+                .accept_json
+        );
+        assert!(
+            complete(b"GET / HTTP/1.1\r\nAccept: text/html, Application/JSON;q=0.9\r\n\r\n")
+                .0
+                .accept_json
+        );
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n")
+                .0
+                .accept_json
+        );
     }
 
     #[test]

@@ -86,31 +86,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod check;
 mod conn;
 mod error;
 mod event;
 mod health;
 mod http;
 mod probe;
+mod render;
 mod route;
 mod server;
 mod shutdown;
+mod sync;
 
+pub use check::Check;
 pub use error::Error;
 pub use event::Event;
-pub use health::Health;
+pub use health::{Health, Target};
 pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
+pub use route::FailureBody;
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
-
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-/// Locks a mutex, recovering it if a panicking thread poisoned it: every mutex
-/// in this crate guards data that is consistent at every step, and user code
-/// (the event hook) never runs while one is held.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -14,8 +15,10 @@ use crate::error::Error;
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
-use crate::lock;
-use crate::shutdown::{Latch, ShutdownToken};
+use crate::route::{FailureBody, Routes};
+use crate::shutdown::{self, ShutdownToken};
+use crate::sync::lock;
+use crate::sync::Latch;
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
@@ -58,6 +61,8 @@ pub(crate) struct Config {
     pub max_body: u64,
     pub limits: Limits,
     pub stack_size: usize,
+    pub routes: Routes,
+    pub drain_delay: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +81,8 @@ impl Default for Config {
                 max_headers: 64,
             },
             stack_size: 128 * 1024,
+            routes: Routes::default(),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -108,6 +115,25 @@ impl Config {
         }
         if self.stack_size < 64 * 1024 {
             return Err(invalid("thread_stack_size must be at least 64 KiB".into()));
+        }
+        let routes = &self.routes;
+        if ![200, 204].contains(&routes.success) || ![500, 503].contains(&routes.failure) {
+            return Err(invalid(format!(
+                "success_status must be 200 or 204 and failure_status 503 or 500, not {} and {}",
+                routes.success, routes.failure
+            )));
+        }
+        let prefix = &routes.prefix;
+        let prefix_ok = prefix.is_empty()
+            || (prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && prefix
+                    .bytes()
+                    .all(|b| (0x21..0x7f).contains(&b) && b != b'?'));
+        if !prefix_ok {
+            return Err(invalid(format!(
+                "path_prefix `{prefix}` must start with `/`, not end with one, and be printable ASCII"
+            )));
         }
         Ok(())
     }
@@ -211,6 +237,66 @@ impl Server {
         self
     }
 
+    /// Serves the endpoints under `prefix`: `.path_prefix("/v1.0")` answers
+    /// `/v1.0/healthz`, `/v1.0/readyz` and `/v1.0/livez` (and nothing else).
+    pub fn path_prefix(mut self, prefix: &str) -> Server {
+        self.config.routes.prefix = prefix.to_string();
+        self
+    }
+
+    /// The status of a passing plain probe: 200 (default) or 204. With 204 the
+    /// answer has no body; `?verbose` and JSON answers still use 200. Keep 200
+    /// for load balancers that accept only 200, such as AWS ALB by default.
+    pub fn success_status(mut self, status: u16) -> Server {
+        self.config.routes.success = status;
+        self
+    }
+
+    /// The status of a failing probe: 503 (default; every prober reads it as
+    /// "not now") or 500 (daprd's).
+    pub fn failure_status(mut self, status: u16) -> Server {
+        self.config.routes.failure = status;
+        self
+    }
+
+    /// The body of a failing plain probe. Default [`FailureBody::Text`].
+    ///
+    /// daprd's own flavour is one configuration:
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// let daprd_like = healthz::Server::new(healthz::Health::new())
+    ///     .path_prefix("/v1.0")
+    ///     .success_status(204)
+    ///     .failure_status(500)
+    ///     .failure_body(healthz::FailureBody::DaprJson)
+    ///     .bind("127.0.0.1:0")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn failure_body(mut self, body: FailureBody) -> Server {
+        self.config.routes.failure_body = body;
+        self
+    }
+
+    /// Whether check failure reasons appear in `?verbose` and JSON bodies.
+    /// Default false: bodies say `reason withheld` and reasons go to the event
+    /// hook only ([`Event::CheckFailed`]), since probes may come from anywhere.
+    pub fn show_reasons(mut self, show: bool) -> Server {
+        self.config.routes.show_reasons = show;
+        self
+    }
+
+    /// Drains before every shutdown: when shutdown is asked for, readiness
+    /// fails at once ([`Health::drain`]) while liveness keeps passing and the
+    /// server keeps serving for `delay`, so load balancers stop sending
+    /// traffic before the process goes; then the usual shutdown follows.
+    /// Default 0 (no drain). See also [`Running::drain`].
+    pub fn drain_delay(mut self, delay: Duration) -> Server {
+        self.config.drain_delay = delay;
+        self
+    }
+
     /// Stack size of each server thread. Default 128 KiB (at least 64 KiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
@@ -231,7 +317,7 @@ impl Server {
         let token = ShutdownToken::new();
         let ready = self.prepare(listener, token.clone())?;
         let addr = ready.addr;
-        let shutdown_timeout = ready.shared.config.shutdown_timeout;
+        let shared = ready.shared.clone();
         let done = Arc::new(Latch::default());
         let signal = done.clone();
         let accept = thread::Builder::new()
@@ -244,7 +330,7 @@ impl Server {
         Ok(Running {
             addr,
             token,
-            shutdown_timeout,
+            shared,
             done,
             accept: Mutex::new(Some(accept)),
         })
@@ -267,7 +353,12 @@ impl Server {
         let addr = listener.local_addr()?;
         let events = Events::new(self.hook);
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
+        let drain_nanos =
+            AtomicU64::new(u64::try_from(self.config.drain_delay.as_nanos()).unwrap_or(u64::MAX));
         let shared = Arc::new(Shared {
+            drain_nanos,
+            drain_over: Latch::default(),
+            closing: AtomicBool::new(false),
             config: self.config,
             health: self.health,
             events,
@@ -304,7 +395,7 @@ impl fmt::Debug for Server {
 pub struct Running {
     addr: SocketAddr,
     token: ShutdownToken,
-    shutdown_timeout: Duration,
+    shared: Arc<Shared>,
     done: Arc<Latch>,
     accept: Mutex<Option<JoinHandle<Result<(), Error>>>>,
 }
@@ -333,6 +424,16 @@ impl Running {
         self.wait()
     }
 
+    /// Drains, then shuts down: readiness fails at once while liveness keeps
+    /// passing and the server keeps serving for `delay`, then the graceful
+    /// shutdown of [`shutdown`](Running::shutdown) follows. This is the
+    /// termination Kubernetes users need: endpoints drop the pod before it
+    /// stops answering. Overrides [`Server::drain_delay`].
+    pub fn drain(&self, delay: Duration) -> Result<(), Error> {
+        self.shared.set_drain_delay(delay);
+        self.shutdown()
+    }
+
     /// Blocks until the server has stopped (after its token is triggered, by
     /// [`shutdown`](Running::shutdown) or any clone of
     /// [`shutdown_token`](Running::shutdown_token)), and returns what shutdown
@@ -343,11 +444,12 @@ impl Running {
             return Ok(());
         };
         self.token.wait();
-        // The accept thread bounds its own work by the deadline; the margin only
-        // matters if its wake-up connection could not be made.
-        let bound = self.shutdown_timeout + FORCE_GRACE + Duration::from_secs(1);
+        // The accept thread bounds its own work by the drain and the deadline;
+        // the margin only matters if its wake-up connection could not be made.
+        let timeout = self.shared.config.shutdown_timeout;
+        let bound = self.shared.drain_delay() + timeout + FORCE_GRACE + Duration::from_secs(1);
         if !self.done.wait_timeout(bound) {
-            return Err(Error::deadline(self.shutdown_timeout, 0, 1));
+            return Err(Error::deadline(timeout, 0, 1));
         }
         handle
             .join()
@@ -388,12 +490,33 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     /// Signalled when a connection ends during shutdown.
     drained: Condvar,
+    /// The drain before shutdown, in nanoseconds (a `Running::drain` call overrides it).
+    drain_nanos: AtomicU64,
+    /// Set when the drain is over and accepting must stop.
+    drain_over: Latch,
+    /// Set once the accept loop has ended: connections close after their answer.
+    closing: AtomicBool,
 }
 
 impl Shared {
-    /// Whether shutdown has begun.
+    /// Whether the server has stopped accepting and is shutting down.
     pub fn stopping(&self) -> bool {
-        self.token.is_triggered()
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn drain_delay(&self) -> Duration {
+        Duration::from_nanos(self.drain_nanos.load(Ordering::SeqCst))
+    }
+
+    fn set_drain_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.drain_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Whether the accept loop should end: shutdown asked for, and no drain
+    /// wanted or the drain is over.
+    fn stop_accepting(&self) -> bool {
+        self.token.is_triggered() && (self.drain_delay().is_zero() || self.drain_over.is_set())
     }
 
     /// Milliseconds since the server started: a cheap clock for eviction order.
@@ -453,7 +576,8 @@ fn serve(ready: Prepared) -> Result<(), Error> {
         shared,
         _watch,
     } = ready;
-    let connections = accept_loop(&listener, &shared);
+    let connections = accept_loop(&listener, addr, &shared);
+    shared.closing.store(true, Ordering::SeqCst);
     shared.token.remove_wake(addr);
     drop(listener);
     shared.events.emit(Event::ShuttingDown);
@@ -468,17 +592,21 @@ fn serve(ready: Prepared) -> Result<(), Error> {
     result
 }
 
-/// Hands each connection to a thread until the token is triggered; returns how
-/// many client connections it accepted.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> u64 {
+/// Hands each connection to a thread until the token is triggered (and the
+/// drain, if any, is over); returns how many client connections it accepted.
+fn accept_loop(listener: &TcpListener, addr: SocketAddr, shared: &Arc<Shared>) -> u64 {
     let mut accepted = 0;
     let mut backoff = Duration::ZERO;
-    while !shared.stopping() {
+    let mut drain_timer = None;
+    while !shared.stop_accepting() {
+        if shared.token.is_triggered() && drain_timer.is_none() {
+            drain_timer = start_drain(shared, addr);
+        }
         let result = listener.accept();
-        // After a trigger, whatever was accepted (the wake-up connection, or a
-        // client that raced it) is closed unserved.
-        if shared.stopping() {
-            break;
+        // What was accepted after a trigger (the wake-up connection, or a client
+        // that raced it) is closed unserved; so is the drain timer's wake-up.
+        if shared.stop_accepting() || (shared.token.is_triggered() && drain_timer.is_none()) {
+            continue;
         }
         match result {
             Ok((stream, peer)) => {
@@ -495,7 +623,35 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> u64 {
             }
         }
     }
+    if let Some(timer) = drain_timer {
+        let _ = timer.join();
+    }
     accepted
+}
+
+/// Starts a drain: readiness fails now; a timer thread ends it after the delay
+/// by waking `accept`. `None` if the timer could not start (then no drain).
+fn start_drain(shared: &Arc<Shared>, addr: SocketAddr) -> Option<JoinHandle<()>> {
+    let delay = shared.drain_delay();
+    shared.health.drain();
+    shared.events.emit(Event::Draining { delay });
+    let timer_shared = shared.clone();
+    let timer = thread::Builder::new()
+        .name("healthz-drain".into())
+        .stack_size(shared.config.stack_size)
+        .spawn(move || {
+            timer_shared.drain_over.wait_timeout(delay);
+            timer_shared.drain_over.set();
+            shutdown::wake(addr);
+        });
+    match timer {
+        Ok(timer) => Some(timer),
+        Err(error) => {
+            shared.events.emit(Event::AcceptError { error });
+            shared.drain_over.set();
+            None
+        }
+    }
 }
 
 /// Errors about one connection that the client gave up on; the next accept is fine.

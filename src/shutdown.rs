@@ -1,11 +1,10 @@
 //! Asking a server to stop, from any thread, without any polling.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::lock;
+use crate::sync::{lock, Latch};
 
 /// How long a trigger waits for its wake-up connection to be queued.
 const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -59,9 +58,7 @@ impl ShutdownToken {
         }
         let targets = lock(&self.inner.wake).clone();
         for addr in targets {
-            // If this fails the listener is already closed, or its accept thread is
-            // busy and will see the flag before it blocks again.
-            let _ = TcpStream::connect_timeout(&addr, WAKE_TIMEOUT);
+            wake(addr);
         }
     }
 
@@ -83,16 +80,22 @@ impl ShutdownToken {
     /// Registers a listener to wake on trigger. Call before the first `accept`,
     /// then check [`is_triggered`](Self::is_triggered): a trigger is never missed.
     pub(crate) fn add_wake(&self, listening: SocketAddr) {
-        lock(&self.inner.wake).push(wake_address(listening));
+        lock(&self.inner.wake).push(listening);
     }
 
     pub(crate) fn remove_wake(&self, listening: SocketAddr) {
-        let addr = wake_address(listening);
         let mut wake = lock(&self.inner.wake);
-        if let Some(at) = wake.iter().position(|a| *a == addr) {
+        if let Some(at) = wake.iter().position(|a| *a == listening) {
             wake.swap_remove(at);
         }
     }
+}
+
+/// Wakes a blocked `accept` on `listening` by connecting to it. If this fails
+/// the listener is already closed, or its accept thread is busy and will see
+/// why it was woken before it blocks again.
+pub(crate) fn wake(listening: SocketAddr) {
+    let _ = TcpStream::connect_timeout(&wake_address(listening), WAKE_TIMEOUT);
 }
 
 /// A listener on the unspecified address is reached through loopback.
@@ -103,54 +106,4 @@ fn wake_address(listening: SocketAddr) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(ip, listening.port())
-}
-
-/// A flag that is set once and can be waited for.
-#[derive(Default, Debug)]
-pub(crate) struct Latch {
-    set: AtomicBool,
-    lock: Mutex<()>,
-    changed: Condvar,
-}
-
-impl Latch {
-    /// Sets the flag and wakes every waiter; false if it was already set.
-    pub fn set(&self) -> bool {
-        let _guard = lock(&self.lock);
-        let first = !self.set.swap(true, Ordering::SeqCst);
-        self.changed.notify_all();
-        first
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
-    }
-
-    pub fn wait(&self) {
-        let mut guard = lock(&self.lock);
-        while !self.is_set() {
-            guard = self
-                .changed
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    /// True if the flag was set before `timeout` passed.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut guard = lock(&self.lock);
-        while !self.is_set() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            guard = self
-                .changed
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
-    }
 }

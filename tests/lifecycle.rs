@@ -309,11 +309,11 @@ fn events_report_listening_shutdown_and_each_readiness_change_once() {
     let want = [
         format!("listening on {addr}"),
         "readiness changed: ready".into(),
-        "readiness changed: not ready".into(),
+        "readiness changed: not ready (failing: ready)".into(),
         "readiness changed: ready".into(),
-        "readiness changed: not ready".into(),
+        "readiness changed: not ready (failing: ready)".into(),
         "readiness changed: ready".into(),
-        "readiness changed: not ready".into(),
+        "readiness changed: not ready (failing: ready)".into(),
         "shutting down".into(),
         "stopped after 9 connections".into(),
     ];

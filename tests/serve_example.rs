@@ -85,7 +85,7 @@ fn serve_follows_its_stdin_contract() {
     serve.expect_stderr("listening on");
     assert_eq!(get(serve.addr, "/healthz").status, 200, "starts ready");
     serve.command("not-ready");
-    serve.expect_stderr("readiness changed: not ready");
+    serve.expect_stderr("readiness changed: not ready (failing: ready)");
     assert_eq!(get(serve.addr, "/healthz").status, 503);
     serve.command("frobnicate");
     serve.expect_stderr("unknown command `frobnicate`");

@@ -1,0 +1,290 @@
+//! Health checks: user closures run with a time bound, either when probed or
+//! periodically in the background, and never more than one run at a time.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::sync::lock;
+
+/// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
+pub(crate) const MAX_REASON: usize = 128;
+
+type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
+
+/// A named health check: a closure that returns `Ok` when healthy or an error
+/// (anything `Display`) saying why not.
+///
+/// By default it runs when probed, bounded by its [`timeout`](Check::timeout):
+/// a slow or hung check counts as failed once the timeout passes, and while
+/// one run is still going, later probes wait for that run instead of starting
+/// another, so a check that never returns holds one thread, not one per probe.
+///
+/// With [`every`](Check::every) it runs periodically on a background thread
+/// instead, with Kubernetes' probe knobs (initial delay, failure and success
+/// thresholds), and probes read its last result without waiting.
+///
+/// A check that panics counts as failed.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let health = healthz::Health::new();
+/// let database_up = || -> Result<(), std::io::Error> { Ok(()) };
+/// health.add_check(
+///     healthz::Check::new("database", database_up).timeout(Duration::from_millis(500)),
+/// )?;
+/// health.add_check(
+///     healthz::Check::new("disk", || if true { Ok(()) } else { Err("disk full") })
+///         .every(Duration::from_secs(10))
+///         .failure_threshold(3),
+/// )?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Check {
+    pub(crate) name: String,
+    pub(crate) func: Arc<CheckFn>,
+    pub(crate) timeout: Duration,
+    pub(crate) schedule: Option<Schedule>,
+}
+
+/// How a background check runs: the knobs of a Kubernetes probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    pub interval: Duration,
+    pub initial_delay: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+impl Check {
+    /// A check called `name` (letters, digits, `.`, `_`, `-`; at most 64
+    /// bytes) that runs `check` on each probe with a 1 s timeout.
+    pub fn new<E: fmt::Display>(
+        name: &str,
+        check: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+    ) -> Check {
+        Check {
+            name: name.to_string(),
+            func: Arc::new(move || check().map_err(|e| e.to_string())),
+            timeout: Duration::from_secs(1),
+            schedule: None,
+        }
+    }
+
+    /// How long one run may take before it counts as failed. Default 1 s.
+    pub fn timeout(mut self, timeout: Duration) -> Check {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the check in the background every `interval` instead of on each
+    /// probe; probes read the last result.
+    pub fn every(mut self, interval: Duration) -> Check {
+        self.schedule_mut().interval = interval;
+        self
+    }
+
+    /// For a background check: the wait before its first run. Default 0.
+    pub fn initial_delay(mut self, delay: Duration) -> Check {
+        self.schedule_mut().initial_delay = delay;
+        self
+    }
+
+    /// For a background check: consecutive failures before it counts as
+    /// failing. Default 3 (Kubernetes' default).
+    pub fn failure_threshold(mut self, runs: u32) -> Check {
+        self.schedule_mut().failure_threshold = runs;
+        self
+    }
+
+    /// For a background check: consecutive successes before a failing check
+    /// counts as passing again. Default 1.
+    pub fn success_threshold(mut self, runs: u32) -> Check {
+        self.schedule_mut().success_threshold = runs;
+        self
+    }
+
+    fn schedule_mut(&mut self) -> &mut Schedule {
+        self.schedule.get_or_insert(Schedule {
+            interval: Duration::from_secs(10),
+            initial_delay: Duration::ZERO,
+            failure_threshold: 3,
+            success_threshold: 1,
+        })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.timeout.is_zero() {
+            return Err(format!("check `{}`: timeout must be above zero", self.name));
+        }
+        if let Some(s) = &self.schedule {
+            if s.interval.is_zero() || s.failure_threshold == 0 || s.success_threshold == 0 {
+                return Err(format!(
+                    "check `{}`: interval and thresholds must be above zero",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a check at most once at a time, with a time bound for each caller.
+pub(crate) struct Runner {
+    func: Arc<CheckFn>,
+    timeout: Duration,
+    state: Mutex<RunState>,
+    finished: Condvar,
+}
+
+/// A run to wait for, and until when.
+pub(crate) struct Ticket {
+    run: u64,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct RunState {
+    started: u64,
+    finished: u64,
+    last: Option<Result<(), String>>,
+}
+
+impl Runner {
+    pub fn new(check: &Check) -> Arc<Runner> {
+        Arc::new(Runner {
+            func: check.func.clone(),
+            timeout: check.timeout,
+            state: Mutex::default(),
+            finished: Condvar::new(),
+        })
+    }
+
+    /// The result of a run that starts now, or of the one already going if a
+    /// previous caller started it; a failure once the timeout passes.
+    pub fn run(self: &Arc<Runner>) -> Result<(), String> {
+        let ticket = self.start()?;
+        self.wait(ticket)
+    }
+
+    /// Starts a run unless one is going; either way, returns what to wait for.
+    pub fn start(self: &Arc<Runner>) -> Result<Ticket, String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut state = lock(&self.state);
+        if state.started == state.finished {
+            let runner = self.clone();
+            thread::Builder::new()
+                .name("healthz-check".into())
+                .spawn(move || runner.run_once())
+                .map_err(|e| format!("cannot start the check: {e}"))?;
+            state.started += 1;
+        }
+        Ok(Ticket {
+            run: state.started,
+            deadline,
+        })
+    }
+
+    /// Waits for the run behind `ticket` until its deadline.
+    pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        while state.finished < ticket.run {
+            let left = ticket.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("timed out after {:?}", self.timeout));
+            }
+            state = self
+                .finished
+                .wait_timeout(state, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        state.last.clone().unwrap_or(Ok(()))
+    }
+
+    fn run_once(&self) {
+        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| (self.func)())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(shorten(reason)),
+            Err(_) => Err("the check panicked".to_string()),
+        };
+        let mut state = lock(&self.state);
+        state.finished += 1;
+        state.last = Some(outcome);
+        self.finished.notify_all();
+    }
+}
+
+/// Keeps a reason short and on one line.
+fn shorten(reason: String) -> String {
+    let mut reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+/// The pass/fail state of a background check, with its thresholds applied.
+#[derive(Clone, Debug)]
+pub(crate) struct Thresholds {
+    pub passing: bool,
+    pub failures: u32,
+    pub successes: u32,
+    pub last: Result<(), String>,
+}
+
+impl Thresholds {
+    /// Before its first run a readiness check is not passing; a liveness check is.
+    pub fn new(passing: bool) -> Thresholds {
+        Thresholds {
+            passing,
+            failures: 0,
+            successes: 0,
+            last: if passing {
+                Ok(())
+            } else {
+                Err("not run yet".to_string())
+            },
+        }
+    }
+
+    /// Counts one result; true if the check's passing state changed.
+    pub fn record(&mut self, outcome: Result<(), String>, schedule: &Schedule) -> bool {
+        let was = self.passing;
+        if outcome.is_ok() {
+            self.successes += 1;
+            self.failures = 0;
+            if self.successes >= schedule.success_threshold {
+                self.passing = true;
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.failures >= schedule.failure_threshold {
+                self.passing = false;
+            }
+        }
+        self.last = outcome;
+        self.passing != was
+    }
+}

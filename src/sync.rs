@@ -1,0 +1,63 @@
+//! The two synchronisation helpers the crate shares: poison-proof locking and
+//! a one-shot flag that threads can wait on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Locks a mutex, recovering it if a panicking thread poisoned it: every mutex
+/// in this crate guards data that is consistent at every step, and user code
+/// (the event hook) never runs while one is held.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A flag that is set once and can be waited for.
+#[derive(Default, Debug)]
+pub(crate) struct Latch {
+    set: AtomicBool,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Latch {
+    /// Sets the flag and wakes every waiter; false if it was already set.
+    pub fn set(&self) -> bool {
+        let _guard = lock(&self.lock);
+        let first = !self.set.swap(true, Ordering::SeqCst);
+        self.changed.notify_all();
+        first
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    pub fn wait(&self) {
+        let mut guard = lock(&self.lock);
+        while !self.is_set() {
+            guard = self
+                .changed
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// True if the flag was set before `timeout` passed.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.lock);
+        while !self.is_set() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .changed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
