@@ -9,28 +9,38 @@
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const HELP: &str = "\
 serve: a healthz server controlled through stdin
 
 USAGE:
-    serve [--addr HOST:PORT] [--not-ready]
+    serve [--addr HOST:PORT] [--not-ready] [--target NAME]...
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
                        port 0 picks a free one)
     --not-ready        start not ready (the default is ready)
+    --target NAME      register a readiness target NAME, starting ready
+                       (repeatable)
+    --drain-delay D    how long `drain` keeps serving: 5s (default), 250ms
     -h, --help         print this help
 
 Once bound, prints `listening on HOST:PORT` (the real address) as its first line
-on stdout. GET /healthz then answers 200 when ready and 503 when not.
+on stdout. Then GET /healthz and /readyz answer 200 when ready and 503 when not,
+/livez answers 200 while the process is alive, /readyz/NAME answers for one
+target; ?verbose and ?format=json explain the verdict.
 
 STDIN COMMANDS, one per line:
     ready              mark the service ready
     not-ready          mark the service not ready
+    ready NAME         mark target NAME ready
+    not-ready NAME     mark target NAME not ready
+    drain              fail readiness at once, keep serving for the drain
+                       delay (liveness still passes), then shut down
     shutdown           shut down gracefully and exit
-End of input also shuts down. Events (listening, readiness changes, shutdown)
-are printed to stderr.
+End of input also shuts down. Events (listening, readiness changes, drain,
+shutdown) are printed to stderr.
 
 EXIT STATUS:
     0  clean shutdown
@@ -41,18 +51,30 @@ EXIT STATUS:
 struct Options {
     addr: String,
     ready: bool,
+    targets: Vec<String>,
+    drain_delay: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         addr: "0.0.0.0:8080".to_string(),
         ready: true,
+        targets: Vec::new(),
+        drain_delay: Duration::from_secs(5),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--not-ready" => options.ready = false,
             "--addr" => options.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--target" => options
+                .targets
+                .push(args.next().ok_or("--target needs a NAME")?),
+            "--drain-delay" => {
+                let text = args.next().ok_or("--drain-delay needs a duration")?;
+                options.drain_delay =
+                    parse_duration(&text).ok_or(format!("bad duration `{text}`"))?;
+            }
             _ => match arg.strip_prefix("--addr=") {
                 Some(addr) => options.addr = addr.to_string(),
                 None => return Err(format!("unknown argument `{arg}`")),
@@ -77,6 +99,19 @@ fn main() -> ExitCode {
 
     let health = healthz::Health::new();
     health.set_ready(options.ready);
+    let mut targets = Vec::new();
+    for name in &options.targets {
+        match health.target(name) {
+            Ok(target) => {
+                target.ready();
+                targets.push(target);
+            }
+            Err(e) => {
+                eprintln!("error: --target {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let server = healthz::Server::new(health.clone())
         .on_event(|event| eprintln!("healthz: {event}"))
         .bind(&options.addr);
@@ -101,18 +136,36 @@ fn main() -> ExitCode {
         eprintln!("error: cannot write to stdout");
     }
 
+    let mut drain = false;
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        match line.trim() {
-            "ready" => health.ready(),
-            "not-ready" => health.not_ready(),
-            "shutdown" => break,
-            "" => {}
-            other => eprintln!("unknown command `{other}`; expected ready, not-ready or shutdown"),
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            ["ready"] => health.ready(),
+            ["not-ready"] => health.not_ready(),
+            [command @ ("ready" | "not-ready"), name] => match targets.iter().find(|t| t.name() == name) {
+                Some(target) => target.set_ready(command == "ready"),
+                None => eprintln!("unknown target `{name}`; start with --target {name}"),
+            },
+            ["drain"] => {
+                drain = true;
+                break;
+            }
+            ["shutdown"] => break,
+            [] => {}
+            _ => eprintln!(
+                "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, drain or shutdown",
+                line.trim()
+            ),
         }
     }
 
-    match server.shutdown() {
+    let stopped = if drain {
+        server.drain(options.drain_delay)
+    } else {
+        server.shutdown()
+    };
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -128,4 +181,18 @@ fn os_message(e: &io::Error) -> String {
         Some(at) if e.raw_os_error().is_some() => text[..at].to_string(),
         _ => text,
     }
+}
+
+/// `5s`, `250ms` or a bare number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, millis) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, true),
+        None => (text.strip_suffix('s').unwrap_or(text), false),
+    };
+    let n: u64 = number.parse().ok()?;
+    Some(if millis {
+        Duration::from_millis(n)
+    } else {
+        Duration::from_secs(n)
+    })
 }

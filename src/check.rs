@@ -288,3 +288,50 @@ impl Thresholds {
         self.passing != was
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEDULE: Schedule = Schedule {
+        interval: Duration::from_secs(1),
+        initial_delay: Duration::ZERO,
+        failure_threshold: 3,
+        success_threshold: 2,
+    };
+
+    #[test]
+    fn failing_needs_failure_threshold_consecutive_failures() {
+        let mut t = Thresholds::new(true);
+        assert!(!t.record(Err("a".into()), &SCHEDULE));
+        assert!(!t.record(Err("b".into()), &SCHEDULE));
+        assert!(!t.record(Ok(()), &SCHEDULE), "a success resets the count");
+        assert!(!t.record(Err("c".into()), &SCHEDULE));
+        assert!(!t.record(Err("d".into()), &SCHEDULE));
+        assert!(t.passing);
+        assert!(t.record(Err("e".into()), &SCHEDULE));
+        assert!(!t.passing);
+        assert_eq!(t.last, Err("e".into()));
+    }
+
+    #[test]
+    fn passing_again_needs_success_threshold_consecutive_successes() {
+        let mut t = Thresholds::new(false);
+        assert!(!t.record(Ok(()), &SCHEDULE));
+        assert!(
+            !t.record(Err("x".into()), &SCHEDULE),
+            "a failure resets the count"
+        );
+        assert!(!t.record(Ok(()), &SCHEDULE));
+        assert!(t.record(Ok(()), &SCHEDULE));
+        assert!(t.passing);
+    }
+
+    #[test]
+    fn reasons_are_cut_and_kept_on_one_line() {
+        assert_eq!(shorten("a\nb".into()), "a b");
+        let long = "é".repeat(200);
+        let cut = shorten(long);
+        assert!(cut.len() <= MAX_REASON && cut.chars().all(|c| c == 'é'));
+    }
+}

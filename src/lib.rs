@@ -54,12 +54,21 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /healthz` | `200 ok` when ready, `503 not ready` when not |
-//! | `HEAD /healthz` | the same status and headers, no body |
-//! | `OPTIONS /healthz` | the same status, no body, `Allow: GET, HEAD, OPTIONS` |
-//! | another method on `/healthz` | `405` with `Allow` |
+//! | `GET /readyz`, `GET /healthz` | `200 ok` when ready, `503 not ready` when not |
+//! | `GET /livez` | `200 ok` while alive, `503 not alive` when not |
+//! | `GET /readyz/NAME`, `/livez/NAME` | the same for one [`Target`] or [`Check`] |
+//! | `?verbose`, `?format=json`, `?exclude=NAME` | Kubernetes' verbose text, `application/health+json`, skipping names |
+//! | `HEAD` on them | the same status and headers, no body |
+//! | `OPTIONS` on them | the same status, no body, `Allow: GET, HEAD, OPTIONS` |
+//! | another method on them | `405` with `Allow` |
 //! | another path | `404` |
 //! | malformed or oversized request | `400`, `414`, `431` or `501`, then close |
+//!
+//! Readiness is the service's own flag, every readiness target and check, and
+//! not draining; liveness is only the liveness targets and checks. Statuses,
+//! the failure body and a path prefix are configurable: daprd's flavour
+//! (`/v1.0/healthz`, 204 / 500 with its JSON error) is one configuration (see
+//! [`Server::failure_body`]).
 //!
 //! The query string never affects routing, and absolute-form targets
 //! (`GET http://host/healthz`) are served. Every response carries

@@ -144,3 +144,34 @@ fn serve_help_and_usage_errors() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn serve_targets_flip_by_name_and_drain_keeps_liveness() {
+    let mut serve = Serve::start(&[
+        "--target",
+        "queue",
+        "--target",
+        "cache",
+        "--drain-delay",
+        "300ms",
+    ]);
+    assert_eq!(
+        get(serve.addr, "/readyz").status,
+        200,
+        "targets start ready"
+    );
+    serve.command("not-ready cache");
+    serve.expect_stderr("readiness changed: not ready (failing: cache)");
+    assert_eq!(get(serve.addr, "/readyz/cache").status, 503);
+    assert_eq!(get(serve.addr, "/readyz/queue").status, 200);
+    serve.command("not-ready nope");
+    serve.expect_stderr("unknown target `nope`");
+    serve.command("ready cache");
+    serve.expect_stderr("readiness changed: ready");
+    serve.command("drain");
+    serve.expect_stderr("draining");
+    assert_eq!(get(serve.addr, "/readyz").status, 503);
+    assert_eq!(get(serve.addr, "/livez").status, 200);
+    serve.expect_stderr("shutting down");
+    assert!(serve.child.wait().unwrap().success());
+}
