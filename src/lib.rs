@@ -101,6 +101,7 @@ mod error;
 mod event;
 mod health;
 mod http;
+mod pool;
 mod probe;
 mod render;
 mod route;

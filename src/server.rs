@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
+use crate::pool::Pool;
 use crate::route::{FailureBody, Routes};
 use crate::shutdown::{self, ShutdownToken};
 use crate::sync::lock;
@@ -63,6 +64,8 @@ pub(crate) struct Config {
     pub stack_size: usize,
     pub routes: Routes,
     pub drain_delay: Duration,
+    pub spare_threads: usize,
+    pub spare_thread_timeout: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +86,8 @@ impl Default for Config {
             stack_size: 128 * 1024,
             routes: Routes::default(),
             drain_delay: Duration::ZERO,
+            spare_threads: 32,
+            spare_thread_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -297,6 +302,22 @@ impl Server {
         self
     }
 
+    /// Most connection threads kept waiting, when their connection ends, to
+    /// serve the next one: a new connection then costs no thread creation.
+    /// Each connection still has a thread to itself. Default 32; 0 creates a
+    /// thread per connection.
+    pub fn spare_threads(mut self, max: usize) -> Server {
+        self.config.spare_threads = max;
+        self
+    }
+
+    /// How long a spare thread waits for a connection before it ends. It waits
+    /// on a condition variable, so spares cost no CPU. Default 5 s.
+    pub fn spare_thread_timeout(mut self, timeout: Duration) -> Server {
+        self.config.spare_thread_timeout = timeout;
+        self
+    }
+
     /// Stack size of each server thread. Default 128 KiB (at least 64 KiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
@@ -355,7 +376,14 @@ impl Server {
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
         let drain_nanos =
             AtomicU64::new(u64::try_from(self.config.drain_delay.as_nanos()).unwrap_or(u64::MAX));
+        let pool = Pool::new(
+            "healthz-conn",
+            self.config.stack_size,
+            self.config.spare_threads,
+            self.config.spare_thread_timeout,
+        );
         let shared = Arc::new(Shared {
+            pool,
             drain_nanos,
             drain_over: Latch::default(),
             closing: AtomicBool::new(false),
@@ -496,6 +524,8 @@ pub(crate) struct Shared {
     drain_over: Latch,
     /// Set once the accept loop has ended: connections close after their answer.
     closing: AtomicBool,
+    /// The connection threads.
+    pool: Arc<Pool>,
 }
 
 impl Shared {
@@ -529,27 +559,14 @@ impl Shared {
     }
 }
 
-/// The live connections and the threads serving them.
+/// The live connections.
 #[derive(Default)]
 struct Registry {
     next_id: u64,
     slots: HashMap<u64, Arc<Slot>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Registry {
-    /// Joins threads that have ended, so their resources go back at once.
-    fn reap(&mut self) {
-        let mut at = 0;
-        while at < self.threads.len() {
-            if self.threads[at].is_finished() {
-                let _ = self.threads.swap_remove(at).join();
-            } else {
-                at += 1;
-            }
-        }
-    }
-
     /// The connection to evict at the cap (see [`Slot::eviction_key`]).
     fn eviction_candidate(&self) -> Option<u64> {
         self.slots
@@ -667,7 +684,6 @@ fn is_client_side(e: &io::Error) -> bool {
 /// Registers a new connection and starts its thread, making room at the cap.
 fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let mut registry = shared.registry();
-    registry.reap();
     while registry.slots.len() >= shared.config.max_connections {
         let Some(evicted) = registry
             .eviction_candidate()
@@ -688,24 +704,18 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let id = registry.next_id;
     registry.next_id += 1;
     registry.slots.insert(id, slot.clone());
-    let thread_shared = shared.clone();
-    let spawned = thread::Builder::new()
-        .name("healthz-conn".into())
-        .stack_size(shared.config.stack_size)
-        .spawn(move || {
-            let _release = Release {
-                shared: &thread_shared,
-                id,
-            };
-            conn::serve(&thread_shared, &slot);
-        });
-    match spawned {
-        Ok(handle) => registry.threads.push(handle),
-        Err(error) => {
-            registry.slots.remove(&id);
-            drop(registry);
-            shared.events.emit(Event::AcceptError { error });
-        }
+    drop(registry);
+    let job_shared = shared.clone();
+    let job = Box::new(move || {
+        let _release = Release {
+            shared: &job_shared,
+            id,
+        };
+        conn::serve(&job_shared, &slot);
+    });
+    if let Err(error) = shared.pool.execute(job) {
+        shared.registry().slots.remove(&id);
+        shared.events.emit(Event::AcceptError { error });
     }
 }
 
@@ -743,8 +753,8 @@ fn drain(shared: &Shared) -> Result<(), Error> {
         registry = wait_until_empty(shared, registry, deadline + FORCE_GRACE);
     }
     let stuck = registry.slots.len();
-    let threads = std::mem::take(&mut registry.threads);
     drop(registry);
+    let threads = shared.pool.close();
     for thread in threads {
         // A thread that still holds its connection is stuck in user code: leave it.
         if stuck == 0 || thread.is_finished() {

@@ -1,5 +1,5 @@
-//! No thread left behind. Alone in its own test binary, so that no other
-//! test's server runs while it counts threads.
+//! No thread left behind. In a test binary of their own, and one at a time,
+//! so that no other server runs while a test counts threads.
 
 mod common;
 
@@ -18,8 +18,12 @@ fn server_threads() -> usize {
         .count()
 }
 
+/// Held by each test here: they count the same threads.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_thread_the_server_started_is_gone_after_shutdown() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     assert_eq!(server_threads(), 0);
     let health = Health::new();
     health.ready();
@@ -48,4 +52,50 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
     assert_eq!(error.connections_cut(), 1);
     assert_eq!(error.threads_left(), 0);
     assert_eq!(server_threads(), 0, "threads left after shutdown");
+}
+
+#[test]
+fn sequential_connections_reuse_one_spare_thread_which_leaves_when_unused() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let health = Health::new();
+    health.ready();
+    let server = Server::new(health)
+        .spare_thread_timeout(Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        assert_eq!(get(server.local_addr(), "/healthz").status, 200);
+        seen.extend(conn_thread_ids());
+    }
+    // One connection at a time: a new thread only when a connection is accepted
+    // before the previous thread has parked, which is rare.
+    assert!(
+        seen.len() <= 10,
+        "{} threads served 50 sequential connections",
+        seen.len()
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while conn_threads() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10)); // no signal for "a thread ended"
+    }
+    assert_eq!(conn_threads(), 0, "the spare left after its timeout");
+    server.shutdown().unwrap();
+}
+
+fn conn_threads() -> usize {
+    conn_thread_ids().len()
+}
+
+/// Thread ids of the connection threads alive now.
+fn conn_thread_ids() -> Vec<String> {
+    fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = fs::read_to_string(path.join("comm")).ok()?;
+            let id = path.file_name()?.to_string_lossy().into_owned();
+            (name.trim_end() == "healthz-conn").then_some(id)
+        })
+        .collect()
 }

@@ -1,0 +1,396 @@
+//! The project's own benchmark: std only, loopback only, bounded in time.
+//!
+//! ```text
+//! cargo run --release --example bench            # the full run, about a minute
+//! cargo run --release --example bench -- --quick # a few seconds
+//! ```
+//!
+//! It runs the server in a child process (this same binary with `--child`,
+//! which serves like `examples/serve.rs`), so that the server's CPU time,
+//! memory, threads and context switches are read from `/proc/PID` apart from
+//! the load generator's. Prints a table, then one machine-readable line per
+//! figure: `bench <name> <value> <unit>`.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
+const CLOSE_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+
+struct Plan {
+    run: Duration,
+    idle: Duration,
+    shutdown_runs: usize,
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return child(args.get(1).map_or("127.0.0.1:0", String::as_str));
+    }
+    let plan = if args.iter().any(|a| a == "--quick") {
+        Plan {
+            run: Duration::from_millis(700),
+            idle: Duration::from_secs(1),
+            shutdown_runs: 3,
+        }
+    } else {
+        Plan {
+            run: Duration::from_secs(5),
+            idle: Duration::from_secs(3),
+            shutdown_runs: 5,
+        }
+    };
+    let mut figures = Figures::default();
+
+    let server = Server::start()?;
+    figures.add("rss_start", server.rss_kib() as f64 / 1024.0, "MiB");
+    figures.add("threads_start", server.threads() as f64, "threads");
+    let idle = server.idle_cost(plan.idle);
+    figures.add("idle_cpu_0_conns", idle.0, "ms");
+    figures.add("idle_ctx_switches_0_conns", idle.1, "switches");
+
+    for conns in [1, 16, 64] {
+        let run = server.load(conns, plan.run, true)?;
+        run.report(&mut figures, &format!("keepalive_c{conns}"));
+    }
+    let run = server.load(16, plan.run, false)?;
+    run.report(&mut figures, "close_c16");
+
+    let held = hold(server.addr, 500)?;
+    figures.add("rss_500_idle", server.rss_kib() as f64 / 1024.0, "MiB");
+    figures.add("threads_500_idle", server.threads() as f64, "threads");
+    let idle = server.idle_cost(plan.idle);
+    figures.add("idle_cpu_500_conns", idle.0, "ms");
+    figures.add("idle_ctx_switches_500_conns", idle.1, "switches");
+    drop(held);
+    server.stop()?;
+
+    for idle_conns in [0, 100, 500] {
+        let mut times = Vec::new();
+        for _ in 0..plan.shutdown_runs {
+            let server = Server::start()?;
+            let held = hold(server.addr, idle_conns)?;
+            times.push(server.stop()?.as_secs_f64() * 1000.0);
+            drop(held);
+        }
+        times.sort_by(f64::total_cmp);
+        figures.add(
+            &format!("shutdown_{idle_conns}_idle_median"),
+            times[times.len() / 2],
+            "ms",
+        );
+        figures.add(
+            &format!("shutdown_{idle_conns}_idle_max"),
+            times[times.len() - 1],
+            "ms",
+        );
+    }
+    figures.print();
+    Ok(())
+}
+
+/// The server side: the same server as `examples/serve.rs`, ready, stdin-driven.
+fn child(addr: &str) -> io::Result<()> {
+    let health = healthz::Health::new();
+    health.ready();
+    let server = healthz::Server::new(health.clone()).bind(addr)?;
+    println!("listening on {}", server.local_addr());
+    io::stdout().flush()?;
+    for line in io::stdin().lock().lines() {
+        match line?.trim() {
+            "shutdown" => break,
+            "not-ready" => health.not_ready(),
+            "ready" => health.ready(),
+            _ => {}
+        }
+    }
+    server.shutdown().map_err(io::Error::from)
+}
+
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start() -> io::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--child")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("unexpected first line {line:?}")))?;
+        // Let start-up allocations settle before the first reading.
+        thread::sleep(Duration::from_millis(200));
+        Ok(Server { child, stdin, addr })
+    }
+
+    fn proc(&self, file: &str) -> String {
+        fs::read_to_string(format!("/proc/{}/{file}", self.child.id())).unwrap_or_default()
+    }
+
+    fn status_field(&self, name: &str) -> u64 {
+        let status = self.proc("status");
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or("");
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS:")
+    }
+
+    fn threads(&self) -> u64 {
+        self.status_field("Threads:")
+    }
+
+    /// User + system CPU of the whole process, dead threads included, in µs.
+    fn cpu_micros(&self) -> f64 {
+        let stat = self.proc("stat");
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat: 11 and 12 after the name.
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        ticks as f64 * 10_000.0 // USER_HZ is 100 on Linux
+    }
+
+    /// CPU (ms, from schedstat: ns resolution) and voluntary context switches
+    /// of all live threads over a window of no traffic.
+    fn idle_cost(&self, window: Duration) -> (f64, f64) {
+        let sample = || {
+            let (mut ns, mut switches) = (0u64, 0u64);
+            let dir = format!("/proc/{}/task", self.child.id());
+            for task in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let schedstat =
+                    fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                ns += schedstat
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+                let line = status
+                    .lines()
+                    .find(|l| l.starts_with("voluntary_ctxt_switches:"));
+                switches += line
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                    .unwrap_or(0);
+            }
+            (ns, switches)
+        };
+        let before = sample();
+        thread::sleep(window);
+        let after = sample();
+        (
+            after.0.saturating_sub(before.0) as f64 / 1e6,
+            after.1.saturating_sub(before.1) as f64,
+        )
+    }
+
+    /// `conns` client threads, each on its own connection (or a new one per
+    /// request), as fast as they can for `run`.
+    fn load(&self, conns: usize, run: Duration, keep_alive: bool) -> io::Result<Run> {
+        let addr = self.addr;
+        let cpu_before = self.cpu_micros();
+        let started = Instant::now();
+        let until = started + run;
+        let clients: Vec<_> = (0..conns)
+            .map(|_| thread::spawn(move || client(addr, until, keep_alive)))
+            .collect();
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for client in clients {
+            let (lat, err) = client
+                .join()
+                .map_err(|_| io::Error::other("client panicked"))?;
+            latencies.extend(lat);
+            errors += err;
+        }
+        let elapsed = started.elapsed();
+        let cpu = self.cpu_micros() - cpu_before;
+        latencies.sort_unstable();
+        Ok(Run {
+            requests: latencies.len(),
+            elapsed,
+            latencies,
+            server_cpu_micros: cpu,
+            errors,
+        })
+    }
+
+    /// Asks for shutdown on stdin and times until the process has exited.
+    fn stop(mut self) -> io::Result<Duration> {
+        let started = Instant::now();
+        self.stdin.write_all(b"shutdown\n")?;
+        let status = self.child.wait()?;
+        let took = started.elapsed();
+        if !status.success() {
+            return Err(io::Error::other(format!("server exited with {status}")));
+        }
+        Ok(took)
+    }
+}
+
+/// One client's loop: latencies in µs, and how many requests failed.
+fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64) {
+    let mut latencies = Vec::with_capacity(100_000);
+    let mut errors = 0;
+    let mut buf = [0u8; 1024];
+    let mut conn: Option<TcpStream> = None;
+    while Instant::now() < until {
+        let started = Instant::now();
+        let ok = (|| -> io::Result<()> {
+            if conn.is_none() {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                conn = Some(stream);
+            }
+            let stream = conn.as_mut().expect("connected");
+            stream.write_all(if keep_alive { REQUEST } else { CLOSE_REQUEST })?;
+            read_response(stream, &mut buf, keep_alive)
+        })();
+        match ok {
+            Ok(()) => latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Err(_) => errors += 1,
+        }
+        if !keep_alive || ok_is_err(&latencies, errors) {
+            conn = None;
+        }
+    }
+    (latencies, errors)
+}
+
+fn ok_is_err(_latencies: &[u32], errors: u64) -> bool {
+    errors > 0
+}
+
+/// Reads one `200` response: the head, then `Content-Length` bytes (or to EOF when closing).
+fn read_response(stream: &mut TcpStream, buf: &mut [u8], keep_alive: bool) -> io::Result<()> {
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buf[filled..])?;
+        if n == 0 {
+            return if !keep_alive && filled > 0 {
+                check_status(&buf[..filled])
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        filled += n;
+        if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = &buf[..end];
+            let len = find_length(head).unwrap_or(0);
+            if filled >= end + 4 + len {
+                check_status(&buf[..filled])?;
+                if !keep_alive {
+                    // Wait for the server's close, as a connection-per-request client does.
+                    while stream.read(buf)? > 0 {}
+                }
+                return Ok(());
+            }
+        }
+        if filled == buf.len() {
+            return Err(io::Error::other("response too large"));
+        }
+    }
+}
+
+fn check_status(response: &[u8]) -> io::Result<()> {
+    if response.starts_with(b"HTTP/1.1 200 ") {
+        Ok(())
+    } else {
+        Err(io::Error::other("not a 200"))
+    }
+}
+
+fn find_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-length:"))?;
+    line[15..].trim().parse().ok()
+}
+
+/// Opens `count` connections, one request each, and holds them idle.
+fn hold(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
+    let mut buf = [0u8; 1024];
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(REQUEST)?;
+            read_response(&mut stream, &mut buf, true)?;
+            Ok(stream)
+        })
+        .collect()
+}
+
+struct Run {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<u32>,
+    server_cpu_micros: f64,
+    errors: u64,
+}
+
+impl Run {
+    fn report(&self, figures: &mut Figures, name: &str) {
+        let percentile = |p: f64| {
+            let at = ((self.latencies.len() as f64 * p) as usize)
+                .min(self.latencies.len().saturating_sub(1));
+            self.latencies.get(at).copied().unwrap_or(0) as f64
+        };
+        figures.add(
+            &format!("{name}_rps"),
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            "req/s",
+        );
+        figures.add(&format!("{name}_p50"), percentile(0.50), "us");
+        figures.add(&format!("{name}_p99"), percentile(0.99), "us");
+        figures.add(&format!("{name}_max"), percentile(1.0), "us");
+        let per_request = self.server_cpu_micros / self.requests.max(1) as f64;
+        figures.add(&format!("{name}_server_cpu_per_req"), per_request, "us");
+        figures.add(&format!("{name}_errors"), self.errors as f64, "errors");
+    }
+}
+
+#[derive(Default)]
+struct Figures(Vec<(String, f64, &'static str)>);
+
+impl Figures {
+    fn add(&mut self, name: &str, value: f64, unit: &'static str) {
+        eprintln!("  {name}: {value:.1} {unit}");
+        self.0.push((name.to_string(), value, unit));
+    }
+
+    fn print(&self) {
+        println!("| figure | value | unit |");
+        println!("|---|---:|---|");
+        for (name, value, unit) in &self.0 {
+            println!("| {name} | {value:.1} | {unit} |");
+        }
+        println!();
+        for (name, value, unit) in &self.0 {
+            println!("bench {name} {value:.3} {unit}");
+        }
+    }
+}
