@@ -740,11 +740,15 @@ impl Drop for Release<'_> {
 fn drain(shared: &Shared) -> Result<(), Error> {
     let timeout = shared.config.shutdown_timeout;
     let deadline = Instant::now() + timeout;
-    let mut registry = shared.registry();
-    for slot in registry.slots.values() {
+    // From here on each connection thread ends with its connection; spares end now.
+    let threads = shared.pool.close();
+    // Closed outside the registry lock, which each woken thread takes as it ends.
+    let live: Vec<Arc<Slot>> = shared.registry().slots.values().cloned().collect();
+    for slot in &live {
         slot.close_if_idle();
     }
-    registry = wait_until_empty(shared, registry, deadline);
+    drop(live);
+    let mut registry = wait_until_empty(shared, shared.registry(), deadline);
     let cut = registry.slots.len();
     if cut > 0 {
         for slot in registry.slots.values() {
@@ -754,7 +758,6 @@ fn drain(shared: &Shared) -> Result<(), Error> {
     }
     let stuck = registry.slots.len();
     drop(registry);
-    let threads = shared.pool.close();
     for thread in threads {
         // A thread that still holds its connection is stuck in user code: leave it.
         if stuck == 0 || thread.is_finished() {
