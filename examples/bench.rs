@@ -272,15 +272,11 @@ fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64)
             Ok(()) => latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
             Err(_) => errors += 1,
         }
-        if !keep_alive || ok_is_err(&latencies, errors) {
+        if !keep_alive || ok.is_err() {
             conn = None;
         }
     }
     (latencies, errors)
-}
-
-fn ok_is_err(_latencies: &[u32], errors: u64) -> bool {
-    errors > 0
 }
 
 /// Reads one `200` response: the head, then `Content-Length` bytes (or to EOF when closing).

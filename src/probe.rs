@@ -227,8 +227,13 @@ impl Probe {
         if self.expect.contains(&response.status) {
             Ok(response)
         } else {
+            // The body, if short, on one line: it often says why.
             let body = String::from_utf8_lossy(&response.body);
-            let body = body.trim();
+            let body: String = body
+                .trim()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             let detail = if body.is_empty() || body.len() > 200 {
                 String::new()
             } else {

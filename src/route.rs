@@ -65,9 +65,12 @@ pub(crate) fn route(request: &Request<'_>, health: &Health, routes: &Routes) -> 
     let json = query.json || request.accept_json;
     let plain = !json && !query.verbose;
 
-    if plain && name.is_none() && query.exclude.is_empty() && !failure_names_needed(routes) {
-        if let Some(ok) = health.quick(kind) {
-            return verdict(request.method, ok, kind, routes, None);
+    if plain && name.is_none() && query.exclude.is_empty() {
+        // A failing answer that names what fails needs the full report.
+        match health.quick(kind) {
+            Some(false) if routes.failure_body == FailureBody::DaprJson => {}
+            Some(ok) => return verdict(request.method, ok, kind, routes, None),
+            None => {}
         }
     }
     let Some(report) = health.report(kind, name, &query.exclude) else {
@@ -107,10 +110,6 @@ fn endpoint<'a>(path: &'a str, prefix: &str) -> Option<(&'static str, Kind, Opti
         _ => return None,
     };
     Some((word, kind, name))
-}
-
-fn failure_names_needed(routes: &Routes) -> bool {
-    routes.failure_body == FailureBody::DaprJson
 }
 
 /// The plain answer: the configured success or failure status and body.
