@@ -257,7 +257,7 @@ fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64)
     let mut conn: Option<TcpStream> = None;
     while Instant::now() < until {
         let started = Instant::now();
-        let ok = (|| -> io::Result<()> {
+        let ok = (|| -> io::Result<bool> {
             if conn.is_none() {
                 let stream = TcpStream::connect(addr)?;
                 stream.set_nodelay(true)?;
@@ -269,39 +269,41 @@ fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64)
             read_response(stream, &mut buf, keep_alive)
         })();
         match ok {
-            Ok(()) => latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Ok(_) => latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
             Err(_) => errors += 1,
         }
-        if !keep_alive || ok.is_err() {
+        // The server closes after `max_requests_per_connection`, and says so.
+        if !keep_alive || !matches!(ok, Ok(true)) {
             conn = None;
         }
     }
     (latencies, errors)
 }
 
-/// Reads one `200` response: the head, then `Content-Length` bytes (or to EOF when closing).
-fn read_response(stream: &mut TcpStream, buf: &mut [u8], keep_alive: bool) -> io::Result<()> {
+/// Reads one `200` response: the head, then `Content-Length` bytes (and, when
+/// closing, until the server closes). True if the connection stays open.
+fn read_response(stream: &mut TcpStream, buf: &mut [u8], keep_alive: bool) -> io::Result<bool> {
     let mut filled = 0;
     loop {
         let n = stream.read(&mut buf[filled..])?;
         if n == 0 {
-            return if !keep_alive && filled > 0 {
-                check_status(&buf[..filled])
-            } else {
-                Err(io::ErrorKind::UnexpectedEof.into())
-            };
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
         filled += n;
         if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
             let head = &buf[..end];
             let len = find_length(head).unwrap_or(0);
             if filled >= end + 4 + len {
+                let open = keep_alive
+                    && !head
+                        .windows(17)
+                        .any(|w| w.eq_ignore_ascii_case(b"connection: close"));
                 check_status(&buf[..filled])?;
                 if !keep_alive {
                     // Wait for the server's close, as a connection-per-request client does.
                     while stream.read(buf)? > 0 {}
                 }
-                return Ok(());
+                return Ok(open);
             }
         }
         if filled == buf.len() {

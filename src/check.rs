@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::sync::lock;
+use crate::sync::{lock, wait_until};
 
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
 pub(crate) const MAX_REASON: usize = 128;
@@ -200,17 +200,12 @@ impl Runner {
 
     /// Waits for the run behind `ticket` until its deadline.
     pub fn wait(&self, ticket: Ticket) -> Result<(), String> {
-        let mut state = lock(&self.state);
-        while state.finished < ticket.run {
-            let left = ticket.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!("timed out after {:?}", self.timeout));
-            }
-            state = self
-                .finished
-                .wait_timeout(state, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+        let state = lock(&self.state);
+        let (state, finished) = wait_until(&self.finished, state, ticket.deadline, |s| {
+            s.finished >= ticket.run
+        });
+        if !finished {
+            return Err(format!("timed out after {:?}", self.timeout));
         }
         state.last.clone().unwrap_or(Ok(()))
     }

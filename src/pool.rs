@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::sync::lock;
+use crate::sync::{lock, wait_until};
 
 /// A connection's work, run once on a thread of its own.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -51,21 +51,10 @@ impl Handoff {
 
     /// The next message, or `None` if none came before `deadline`.
     fn wait_until(&self, deadline: Instant) -> Option<Message> {
-        let mut next = lock(&self.next);
-        loop {
-            if let Some(message) = next.take() {
-                return Some(message);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            next = self
-                .arrived
-                .wait_timeout(next, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
+        let next = lock(&self.next);
+        wait_until(&self.arrived, next, deadline, |next| next.is_some())
+            .0
+            .take()
     }
 }
 

@@ -18,8 +18,7 @@ use crate::http::Limits;
 use crate::pool::Pool;
 use crate::route::{FailureBody, Routes};
 use crate::shutdown::{self, ShutdownToken};
-use crate::sync::lock;
-use crate::sync::Latch;
+use crate::sync::{lock, wait_until, Latch};
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
@@ -773,19 +772,8 @@ fn drain(shared: &Shared) -> Result<(), Error> {
 
 fn wait_until_empty<'a>(
     shared: &Shared,
-    mut registry: MutexGuard<'a, Registry>,
+    registry: MutexGuard<'a, Registry>,
     deadline: Instant,
 ) -> MutexGuard<'a, Registry> {
-    while !registry.slots.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        registry = shared
-            .drained
-            .wait_timeout(registry, left)
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0;
-    }
-    registry
+    wait_until(&shared.drained, registry, deadline, |r| r.slots.is_empty()).0
 }

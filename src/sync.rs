@@ -45,19 +45,33 @@ impl Latch {
 
     /// True if the flag was set before `timeout` passed.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut guard = lock(&self.lock);
-        while !self.is_set() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            guard = self
-                .changed
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+        let guard = lock(&self.lock);
+        wait_until(&self.changed, guard, Instant::now() + timeout, |_| {
+            self.is_set()
+        })
+        .1
+    }
+}
+
+/// Waits on `condvar` until `done` holds for the guarded value or `deadline`
+/// passes. Returns the guard and whether `done` held.
+pub(crate) fn wait_until<'a, T>(
+    condvar: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Instant,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut guard) {
+            return (guard, true);
         }
-        true
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (guard, false);
+        }
+        guard = condvar
+            .wait_timeout(guard, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
