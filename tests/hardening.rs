@@ -129,6 +129,49 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
 }
 
 #[test]
+fn a_client_reading_a_little_at_a_time_is_cut_at_the_write_timeout() {
+    let (hook, events) = event_channel();
+    let server = Server::new(ready())
+        .write_timeout(Duration::from_millis(300))
+        .max_requests_per_connection(u64::MAX)
+        .on_event(hook)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let flood = thread::spawn(move || {
+        let batch = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(2048);
+        for _ in 0..(64 << 20) / batch.len() {
+            if writer.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    });
+    // It keeps reading, slowly: the server's answers back up and it gives up on
+    // the connection. Bounded: at most 10 s of reading 1 KiB every 5 ms.
+    let mut reader = stream.try_clone().unwrap();
+    let slow = thread::spawn(move || {
+        let mut chunk = [0u8; 1024];
+        for _ in 0..2000 {
+            match reader.read(&mut chunk) {
+                Ok(n) if n > 0 => thread::sleep(Duration::from_millis(5)),
+                _ => return,
+            }
+        }
+    });
+    let event = wait_for_event(&events, "connection from");
+    assert!(
+        event.contains("timed out") || event.contains("temporarily unavailable"),
+        "{event}"
+    );
+    let _ = stream.shutdown(Shutdown::Both);
+    flood.join().unwrap();
+    slow.join().unwrap();
+}
+
+#[test]
 fn a_half_closed_client_still_gets_its_answer() {
     let server = Server::new(ready()).bind("127.0.0.1:0").unwrap();
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();

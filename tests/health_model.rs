@@ -581,3 +581,39 @@ fn head_and_options_work_on_every_endpoint() {
         assert_eq!(options.status, head.status, "{path}");
     }
 }
+
+#[test]
+fn run_drains_too_when_its_token_is_triggered() {
+    let (hook, events) = event_channel();
+    let health = Health::new();
+    health.ready();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = healthz::ShutdownToken::new();
+    let runner = {
+        let (health, token) = (health.clone(), token.clone());
+        thread::spawn(move || {
+            Server::new(health)
+                .drain_delay(Duration::from_millis(300))
+                .on_event(hook)
+                .run(listener, &token)
+        })
+    };
+    assert_eq!(get(addr, "/readyz").status, 200);
+    token.trigger();
+    wait_for_event(&events, "draining");
+    assert_eq!(get(addr, "/readyz").status, 503, "still serving, not ready");
+    assert_eq!(get(addr, "/livez").status, 200);
+    runner.join().unwrap().unwrap();
+}
+
+#[test]
+fn health_drain_alone_fails_readiness_for_good_and_leaves_liveness() {
+    let health = Health::new();
+    health.ready();
+    assert!(health.is_ready() && health.is_alive() && !health.is_draining());
+    health.drain();
+    health.ready();
+    assert!(!health.is_ready(), "no way back from draining");
+    assert!(health.is_alive());
+}
