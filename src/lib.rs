@@ -10,19 +10,22 @@
 //! done the Rust way:
 //!
 //! 1. [`Health`] is the shared state: a lock-free flag that starts *not
-//!    ready*. Clone it into whatever decides readiness.
+//!    ready*, plus named [`Target`]s that components flip and [`Check`]s
+//!    that run on a probe or in the background, for readiness and for
+//!    liveness. Clone it into whatever decides health.
 //! 2. [`Server`] configures the limits and timeouts, then binds in the calling
 //!    thread (so "address in use" is an `Err` you see at once) and serves:
 //!    [`Server::bind`] on a background thread, returning a [`Running`]
 //!    handle, or [`Server::run`] on the calling thread until a
 //!    [`ShutdownToken`] is triggered.
-//! 3. Each accepted connection gets its own thread, which reads a request,
-//!    parses it, routes it and answers, keeping the connection alive as
-//!    HTTP/1.1 says.
-//! 4. Shutdown stops accepting at once (no polling), closes idle connections,
-//!    lets requests in flight finish, and joins every thread within a
-//!    deadline (5 s by default); what is cut at the deadline is reported as an
-//!    [`Error`].
+//! 3. Each accepted connection gets a thread of its own (a spare one from an
+//!    earlier connection when one is waiting), which reads a request, parses
+//!    it, routes it and answers, keeping the connection alive as HTTP/1.1
+//!    says, within limits that no slow or hostile client can stretch.
+//! 4. Shutdown (optionally after a drain that fails readiness first) stops
+//!    accepting at once (no polling), closes idle connections, lets requests
+//!    in flight finish, and joins every thread within a deadline (5 s by
+//!    default); what is cut at the deadline is reported as an [`Error`].
 //! 5. An event hook ([`Server::on_event`]) hears about everything worth a log
 //!    line ([`Event`]), and never once per probe.
 //!
