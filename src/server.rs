@@ -614,15 +614,20 @@ fn accept_loop(listener: &TcpListener, addr: SocketAddr, shared: &Arc<Shared>) -
     let mut accepted = 0;
     let mut backoff = Duration::ZERO;
     let mut drain_timer = None;
+    // A drain keeps accepting after the trigger, so the trigger's wake-up
+    // connection must be told from clients: it is the first connection
+    // accepted once the trigger is seen.
+    let mut wake_pending = true;
     while !shared.stop_accepting() {
         if shared.token.is_triggered() && drain_timer.is_none() {
             drain_timer = start_drain(shared, addr);
         }
         let result = listener.accept();
-        // What was accepted after a trigger (the wake-up connection, or a client
-        // that raced it) is closed unserved; so is the drain timer's wake-up.
-        if shared.stop_accepting() || (shared.token.is_triggered() && drain_timer.is_none()) {
-            continue;
+        if shared.stop_accepting() {
+            continue; // the drain timer's wake-up, or a client too late: closed unserved
+        }
+        if shared.token.is_triggered() && result.is_ok() && std::mem::take(&mut wake_pending) {
+            continue; // the trigger's wake-up (or a client that raced it): closed unserved
         }
         match result {
             Ok((stream, peer)) => {
@@ -633,9 +638,14 @@ fn accept_loop(listener: &TcpListener, addr: SocketAddr, shared: &Arc<Shared>) -
             Err(e) if is_client_side(&e) => {}
             Err(error) => {
                 shared.events.emit(Event::AcceptError { error });
-                // Out of descriptors or memory: retrying at once would spin.
+                // Out of descriptors or memory: retrying at once would spin. The
+                // pause ends early when shutdown (or the end of a drain) comes.
                 backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                shared.token.wait_timeout(backoff);
+                if shared.token.is_triggered() {
+                    shared.drain_over.wait_timeout(backoff);
+                } else {
+                    shared.token.wait_timeout(backoff);
+                }
             }
         }
     }

@@ -506,6 +506,11 @@ fn drain_fails_readiness_at_once_keeps_liveness_and_serving_then_shuts_down() {
     );
     assert!(kept.closed());
     assert!(std::net::TcpStream::connect(addr).is_err());
+    // Four clients; neither the trigger's nor the drain timer's wake-up counts.
+    assert_eq!(
+        wait_for_event(&events, "stopped"),
+        "stopped after 4 connections"
+    );
 }
 
 #[test]
