@@ -7,8 +7,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Instant;
 
-use common::get;
+use common::{get, PATIENCE};
 
 /// `cargo test` builds the examples next to the test binaries' `deps` folder.
 fn serve_binary() -> PathBuf {
@@ -28,7 +31,8 @@ fn serve_binary() -> PathBuf {
 struct Serve {
     child: Child,
     addr: SocketAddr,
-    stderr: BufReader<ChildStderr>,
+    /// The child's stderr, a line at a time, read on a thread so waits are bounded.
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Serve {
@@ -51,7 +55,7 @@ impl Serve {
             .trim()
             .parse()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
         Serve {
             child,
             addr,
@@ -66,17 +70,30 @@ impl Serve {
     /// Reads stderr until a line containing `text`: the server's own signal.
     fn expect_stderr(&mut self, text: &str) {
         let mut seen = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
         loop {
-            let mut line = String::new();
-            if self.stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("stderr ended without {text:?}; saw {seen:?}");
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no stderr line with {text:?} within {PATIENCE:?}; saw {seen:?}"),
             }
-            if line.contains(text) {
-                return;
-            }
-            seen.push(line);
         }
     }
+}
+
+/// Forwards each line of `stderr` to the returned receiver until it ends.
+fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[test]
