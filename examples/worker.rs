@@ -74,7 +74,8 @@ fn start_consumer(
     // Liveness: the loop has ticked within the last 2 s (a stall means restart).
     health.add_liveness_check(
         Check::new("consumer-loop", move || {
-            let idle = epoch.elapsed().as_millis() as u64 - ticks.load(Ordering::SeqCst);
+            let idle =
+                (epoch.elapsed().as_millis() as u64).saturating_sub(ticks.load(Ordering::SeqCst));
             if idle < 2_000 {
                 Ok(())
             } else {
@@ -135,7 +136,10 @@ fn start_cache_warmer(
     let seen = refreshed.clone();
     health.add_check(
         Check::new("cache-fresh", move || {
-            let age = epoch.elapsed().as_secs() - seen.load(Ordering::SeqCst);
+            let age = epoch
+                .elapsed()
+                .as_secs()
+                .saturating_sub(seen.load(Ordering::SeqCst));
             if age <= 5 {
                 Ok(())
             } else {
