@@ -374,3 +374,28 @@ fn evictions_are_reported_and_the_oldest_waiting_connection_goes_first() {
     assert_eq!(newer.get("/healthz").status, 200);
     assert_eq!(newest.get("/healthz").status, 200);
 }
+
+#[test]
+fn small_stacks_survive_a_panicking_hook_with_backtraces_on() {
+    // The smallest stack allowed, and a hook that panics on a connection thread:
+    // the panic machinery (with RUST_BACKTRACE set, as on many machines) must fit.
+    let server = Server::new(ready())
+        .thread_stack_size(64 * 1024)
+        .on_event(|event| {
+            if matches!(event, healthz::Event::Rejected { .. }) {
+                panic!("hook panics on purpose on a small stack");
+            }
+        })
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let answer = raw(server.local_addr(), b"\x00garbage\r\n\r\n");
+    assert!(answer.starts_with(b"HTTP/1.1 400 "));
+    assert_eq!(get(server.local_addr(), "/healthz").status, 200);
+    let too_small = Server::new(ready())
+        .thread_stack_size(32 * 1024)
+        .bind("127.0.0.1:0");
+    assert_eq!(
+        too_small.unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+}
