@@ -84,7 +84,7 @@ pub enum Event {
         /// What the check said (cut to 128 bytes), or that it timed out or panicked.
         reason: String,
     },
-    /// A failing check passes again.
+    /// A failing check (or one not run yet) passes.
     CheckPassed {
         /// The check's name.
         name: String,
@@ -134,7 +134,7 @@ impl fmt::Display for Event {
                 )
             }
             Event::CheckFailed { name, reason } => write!(f, "check {name} failed: {reason}"),
-            Event::CheckPassed { name } => write!(f, "check {name} passes again"),
+            Event::CheckPassed { name } => write!(f, "check {name} passes"),
             Event::Draining { delay } => {
                 write!(f, "draining: readiness fails, serving {delay:?} more")
             }

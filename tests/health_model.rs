@@ -419,10 +419,7 @@ fn a_background_check_counts_its_thresholds_and_reports_each_flip_once() {
     .success_threshold(2);
     health.add_check(check).unwrap();
     // Not passing before its first verdict; passing after two successes (runs 0, 1).
-    assert_eq!(
-        wait_for_event(&events, "check disk"),
-        "check disk passes again"
-    );
+    assert_eq!(wait_for_event(&events, "check disk"), "check disk passes");
     // Failing after the third failure in a row (run 4), not before.
     assert_eq!(
         wait_for_event(&events, "check disk"),
@@ -433,10 +430,7 @@ fn a_background_check_counts_its_thresholds_and_reports_each_flip_once() {
         "readiness changed: not ready (failing: disk)"
     );
     // Passing again after two successes (runs 5, 6).
-    assert_eq!(
-        wait_for_event(&events, "check disk"),
-        "check disk passes again"
-    );
+    assert_eq!(wait_for_event(&events, "check disk"), "check disk passes");
     assert!(runs.load(Ordering::SeqCst) >= 7);
     assert_eq!(
         wait_for_event(&events, "readiness changed"),
@@ -621,4 +615,32 @@ fn health_drain_alone_fails_readiness_for_good_and_leaves_liveness() {
     health.ready();
     assert!(!health.is_ready(), "no way back from draining");
     assert!(health.is_alive());
+}
+
+#[test]
+fn a_background_check_waits_its_initial_delay_before_its_first_run() {
+    let (hook, events) = event_channel();
+    let health = Health::new();
+    health.ready();
+    let server = Server::new(health.clone())
+        .show_reasons(true)
+        .on_event(hook)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let delay = Duration::from_millis(300);
+    let added = Instant::now();
+    let check = Check::new("warm", || Ok::<(), String>(()))
+        .every(Duration::from_secs(3600))
+        .initial_delay(delay)
+        .success_threshold(1);
+    health.add_check(check).unwrap();
+    let reply = get(server.local_addr(), "/readyz?verbose");
+    assert!(
+        reply.text().contains("[-]warm failed: not run yet\n"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(wait_for_event(&events, "check warm"), "check warm passes");
+    assert!(added.elapsed() >= delay, "ran after {:?}", added.elapsed());
+    assert_eq!(get(server.local_addr(), "/readyz").status, 200);
 }
