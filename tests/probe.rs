@@ -296,7 +296,20 @@ fn the_probe_binary_exits_0_healthy_1_unhealthy_2_usage() {
         .unwrap()
         .local_addr()
         .unwrap();
-    assert_eq!(run(&[&closed.to_string()], None).0, Some(1));
+    let (code, line) = run(&[&closed.to_string()], None);
+    assert_eq!(code, Some(1));
+    assert!(line.starts_with("unhealthy: connection refused"), "{line}");
+    // A listener that never answers, and one that answers garbage.
+    let (silent, _server) = fake(|stream| {
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    let (code, line) = run(&["--timeout", "200ms", &silent.to_string()], None);
+    assert_eq!(code, Some(1));
+    assert!(line.starts_with("unhealthy: timed out"), "{line}");
+    let (garbage, _) = fake(replying(b"SSH-2.0-OpenSSH_9.2\r\n"));
+    let (code, line) = run(&[&garbage.to_string()], None);
+    assert_eq!(code, Some(1));
+    assert!(line.starts_with("unhealthy: malformed response"), "{line}");
     for usage in [
         &["--timeout", "soon", &url][..],
         &["--expect", "abc", &url],
