@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::sync::{lock, wait_until};
+use crate::LONGEST;
 
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
 pub(crate) const MAX_REASON: usize = 128;
@@ -127,6 +128,17 @@ impl Check {
                     self.name
                 ));
             }
+        }
+        let longest = [
+            Some(self.timeout),
+            self.schedule.map(|s| s.interval),
+            self.schedule.map(|s| s.initial_delay),
+        ];
+        if longest.iter().flatten().any(|d| *d > LONGEST) {
+            return Err(format!(
+                "check `{}`: timeout, interval and initial delay must be at most a year",
+                self.name
+            ));
         }
         Ok(())
     }

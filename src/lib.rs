@@ -121,6 +121,10 @@ pub use route::FailureBody;
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
 
+/// The longest timeout, delay or interval accepted anywhere: a year. Longer
+/// ones are refused with an error, as they would overflow a deadline.
+pub(crate) const LONGEST: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -203,10 +203,10 @@ impl Probe {
 
     /// Runs the probe once.
     pub fn run(&self) -> Result<ProbeResponse, ProbeError> {
-        if self.timeout.is_zero() {
+        if self.timeout.is_zero() || self.timeout > crate::LONGEST {
             return Err(ProbeError::new(
                 ProbeErrorKind::InvalidTarget,
-                "the timeout must be above zero",
+                "the timeout must be above zero and at most a year",
             ));
         }
         let deadline = Instant::now() + self.timeout;

@@ -19,6 +19,7 @@ use crate::pool::Pool;
 use crate::route::{FailureBody, Routes};
 use crate::shutdown::{self, ShutdownToken};
 use crate::sync::{lock, wait_until, Latch};
+use crate::LONGEST;
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
@@ -101,6 +102,14 @@ impl Config {
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(invalid(format!("{name} must be greater than zero")));
         }
+        let all = [
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("drain_delay", self.drain_delay),
+            ("spare_thread_timeout", self.spare_thread_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().chain(&all).find(|(_, d)| *d > LONGEST) {
+            return Err(invalid(format!("{name} must be at most a year")));
+        }
         let counts = [
             ("max_connections", self.max_connections as u64),
             (
@@ -117,8 +126,15 @@ impl Config {
                 "max_request_line must be at least 16 bytes and at most max_request_head".into(),
             ));
         }
-        if self.stack_size < 64 * 1024 {
-            return Err(invalid("thread_stack_size must be at least 64 KiB".into()));
+        if self.limits.max_head > 1024 * 1024 {
+            return Err(invalid(
+                "max_request_head must be at most 1 MiB (it is each connection's buffer)".into(),
+            ));
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.stack_size) {
+            return Err(invalid(
+                "thread_stack_size must be between 64 KiB and 256 MiB".into(),
+            ));
         }
         let routes = &self.routes;
         if ![200, 204].contains(&routes.success) || ![500, 503].contains(&routes.failure) {
@@ -229,7 +245,7 @@ impl Server {
     }
 
     /// Longest request head (request line and headers); longer gets 431. It is
-    /// also each connection's buffer size. Default 8 KiB.
+    /// also each connection's buffer size. Default 8 KiB, at most 1 MiB.
     pub fn max_request_head(mut self, bytes: usize) -> Server {
         self.config.limits.max_head = bytes;
         self
@@ -317,7 +333,7 @@ impl Server {
         self
     }
 
-    /// Stack size of each server thread. Default 128 KiB (at least 64 KiB);
+    /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
         self.config.stack_size = bytes;
@@ -457,6 +473,13 @@ impl Running {
     /// termination Kubernetes users need: endpoints drop the pod before it
     /// stops answering. Overrides [`Server::drain_delay`].
     pub fn drain(&self, delay: Duration) -> Result<(), Error> {
+        if delay > LONGEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "healthz: the drain delay must be at most a year",
+            )
+            .into());
+        }
         self.shared.set_drain_delay(delay);
         self.shutdown()
     }

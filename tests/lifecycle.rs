@@ -28,6 +28,33 @@ fn a_second_bind_on_the_same_port_is_an_err() {
 }
 
 #[test]
+fn sizes_and_durations_out_of_bounds_are_an_err_not_a_panic() {
+    let huge = Duration::MAX;
+    for server in [
+        Server::new(Health::new()).request_timeout(huge),
+        Server::new(Health::new()).shutdown_timeout(huge),
+        Server::new(Health::new()).drain_delay(huge),
+    ] {
+        let error = server.bind("127.0.0.1:0").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+    }
+    let buffer = Server::new(Health::new()).max_request_head(usize::MAX);
+    assert!(
+        buffer.bind("127.0.0.1:0").is_err(),
+        "each connection's buffer"
+    );
+    let server = Server::new(Health::new()).bind("127.0.0.1:0").unwrap();
+    assert!(server.drain(huge).is_err());
+    let check = healthz::Check::new("slow", || Ok::<(), String>(())).timeout(huge);
+    assert!(Health::new().add_check(check).is_err());
+    let probe = healthz::Probe::new("127.0.0.1:1").unwrap().timeout(huge);
+    assert_eq!(
+        probe.run().unwrap_err().kind(),
+        healthz::ProbeErrorKind::InvalidTarget
+    );
+}
+
+#[test]
 fn invalid_configuration_is_an_err_not_a_panic() {
     let error = Server::new(Health::new())
         .request_timeout(Duration::ZERO)
