@@ -377,19 +377,21 @@ fn read_response(
 
 /// `HTTP/1.x SSS[ reason]`.
 fn parse_status_line(line: &str) -> Result<u16, ProbeError> {
+    // Bytes, not `str` slices: a peer's non-ASCII must not split a character.
+    let line = line.as_bytes();
     let rest = line
-        .strip_prefix("HTTP/1.")
-        .filter(|r| r.len() >= 5 && r.as_bytes()[0].is_ascii_digit() && r.as_bytes()[1] == b' ')
+        .strip_prefix(b"HTTP/1.")
+        .filter(|r| r.len() >= 5 && r[0].is_ascii_digit() && r[1] == b' ')
         .ok_or_else(|| malformed("not an HTTP/1.x status line"))?;
     let code = &rest[2..5];
-    match (code.parse::<u16>(), rest.as_bytes().get(5)) {
-        (Ok(status), None | Some(b' '))
-            if (100..=999).contains(&status) && code.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Ok(status)
-        }
-        _ => Err(malformed("a bad status code")),
+    if !code.iter().all(u8::is_ascii_digit) || !matches!(rest.get(5), None | Some(b' ')) {
+        return Err(malformed("a bad status code"));
     }
+    let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if status < 100 {
+        return Err(malformed("a bad status code"));
+    }
+    Ok(status)
 }
 
 /// Decodes a chunked body, keeping what fits under the reader's limit.
@@ -481,5 +483,54 @@ impl Bounded<'_> {
         self.buf.truncate(start + n);
         self.eof = n == 0;
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_read_by_bytes_whatever_the_peer_sends() {
+        assert_eq!(parse_status_line("HTTP/1.1 200 OK").unwrap(), 200);
+        assert_eq!(parse_status_line("HTTP/1.0 503").unwrap(), 503);
+        assert_eq!(parse_status_line("HTTP/1.1 204 No Content").unwrap(), 204);
+        for bad in [
+            "HTTP/1.1 20\u{e9} OK",
+            "HTTP/1.1 \u{e9}\u{e9}",
+            "HTTP/1.1 099 Low",
+            "HTTP/1.1 2000 Long",
+            "HTTP/1.1 +20 Sign",
+            "HTTP/2 200",
+            "HTTP/1.1",
+            "",
+        ] {
+            assert!(parse_status_line(bad).is_err(), "{bad:?}");
+        }
+        // Every short string of interesting characters: an answer, never a panic.
+        let alphabet = [
+            'H',
+            'T',
+            'P',
+            '/',
+            '1',
+            '.',
+            ' ',
+            '2',
+            '0',
+            '\u{e9}',
+            '\u{1f600}',
+        ];
+        let mut line = String::new();
+        for n in 0..alphabet.len().pow(4) {
+            line.clear();
+            line.push_str("HTTP/1.1 ");
+            let mut k = n;
+            for _ in 0..4 {
+                line.push(alphabet[k % alphabet.len()]);
+                k /= alphabet.len();
+            }
+            let _ = parse_status_line(&line);
+        }
     }
 }
