@@ -320,3 +320,38 @@ fn the_probe_binary_exits_0_healthy_1_unhealthy_2_usage() {
         assert_eq!(run(usage, None).0, Some(2), "{usage:?}");
     }
 }
+
+#[test]
+fn random_answers_never_make_the_probe_panic_or_hang() {
+    let mut seed: u64 = 0x00c0_ffee_d00d_f00d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let prefixes: [&[u8]; 5] = [
+        b"",
+        b"HTTP/1.1 ",
+        b"HTTP/1.1 200 OK\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: ",
+    ];
+    for round in 0..300 {
+        let mut answer = prefixes[(next() % 5) as usize].to_vec();
+        let len = (next() % 300) as usize;
+        answer.extend((0..len).map(|_| match next() % 4 {
+            0 => b"\r\n: 0123456789abcdefHTTP/"[(next() % 24) as usize],
+            _ => next() as u8,
+        }));
+        let (addr, _) = fake(move |stream| {
+            let _ = stream.write_all(&answer);
+        });
+        let started = Instant::now();
+        let _ = probe(addr).timeout(Duration::from_millis(500)).run();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "round {round} hung"
+        );
+    }
+}
