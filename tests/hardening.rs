@@ -93,6 +93,21 @@ fn requests_per_connection_are_capped() {
     assert!(client.closed());
 }
 
+/// Writes pipelined requests on `stream` from another thread until the server
+/// gives up on it (bounded: at most 64 MiB of requests).
+fn flood(stream: &TcpStream) -> thread::JoinHandle<()> {
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    thread::spawn(move || {
+        let batch = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(2048);
+        for _ in 0..(64 << 20) / batch.len() {
+            if writer.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 #[test]
 fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
     let (hook, events) = event_channel();
@@ -104,19 +119,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
         .bind("127.0.0.1:0")
         .unwrap();
     let stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.set_write_timeout(Some(PATIENCE)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    // Pipelined requests, never reading an answer, until the server gives up
-    // (bounded: at most 64 MiB of requests).
-    let flood = thread::spawn(move || {
-        let batch = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(2048);
-        for _ in 0..(64 << 20) / batch.len() {
-            if writer.write_all(&batch).is_err() {
-                return true;
-            }
-        }
-        false
-    });
+    let flood = flood(&stream);
     let event = wait_for_event(&events, "connection from");
     assert!(
         event.contains("timed out") || event.contains("temporarily unavailable"),
@@ -138,17 +141,8 @@ fn a_client_reading_a_little_at_a_time_is_cut_at_the_write_timeout() {
         .bind("127.0.0.1:0")
         .unwrap();
     let stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.set_write_timeout(Some(PATIENCE)).unwrap();
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let flood = thread::spawn(move || {
-        let batch = b"GET /healthz HTTP/1.1\r\n\r\n".repeat(2048);
-        for _ in 0..(64 << 20) / batch.len() {
-            if writer.write_all(&batch).is_err() {
-                return;
-            }
-        }
-    });
+    let flood = flood(&stream);
     // It keeps reading, slowly: the server's answers back up and it gives up on
     // the connection. Bounded: at most 10 s of reading 1 KiB every 5 ms.
     let mut reader = stream.try_clone().unwrap();

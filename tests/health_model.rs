@@ -15,6 +15,19 @@ fn serve(health: &Health) -> healthz::Running {
     Server::new(health.clone()).bind("127.0.0.1:0").unwrap()
 }
 
+/// A ready health, served with reasons shown and every event sent to the receiver.
+fn serve_with_events() -> (Health, healthz::Running, std::sync::mpsc::Receiver<String>) {
+    let (hook, events) = event_channel();
+    let health = Health::new();
+    health.ready();
+    let server = Server::new(health.clone())
+        .show_reasons(true)
+        .on_event(hook)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    (health, server, events)
+}
+
 /// Replaces every `"time":"…"` value with `T`, so bodies compare byte for byte.
 fn without_times(body: &str) -> String {
     let mut out = String::new();
@@ -191,14 +204,7 @@ fn verbose_output_is_kubernetes_shaped_and_withholds_reasons() {
 
 #[test]
 fn reasons_appear_in_bodies_only_when_configured_and_always_in_events() {
-    let (hook, events) = event_channel();
-    let health = Health::new();
-    health.ready();
-    let server = Server::new(health.clone())
-        .show_reasons(true)
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let (health, server, events) = serve_with_events();
     health
         .add_check(Check::new("db", || Err("connection refused")))
         .unwrap();
@@ -619,14 +625,7 @@ fn health_drain_alone_fails_readiness_for_good_and_leaves_liveness() {
 
 #[test]
 fn a_background_check_waits_its_initial_delay_before_its_first_run() {
-    let (hook, events) = event_channel();
-    let health = Health::new();
-    health.ready();
-    let server = Server::new(health.clone())
-        .show_reasons(true)
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let (health, server, events) = serve_with_events();
     let delay = Duration::from_millis(300);
     let added = Instant::now();
     let check = Check::new("warm", || Ok::<(), String>(()))
