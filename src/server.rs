@@ -177,8 +177,9 @@ impl Server {
     /// errors, rejections, readiness changes. Silent by default.
     ///
     /// The hook runs on the server's threads (and on the thread that flips
-    /// readiness), so keep it short; a panic in it is contained and loses only
-    /// that event.
+    /// readiness), so keep it short, and do not shut the server down from it
+    /// (trigger a [`ShutdownToken`] instead); a panic in it is contained and
+    /// loses only that event.
     pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Server {
         self.hook = Some(Arc::new(hook));
         self
