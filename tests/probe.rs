@@ -110,12 +110,8 @@ fn a_closed_port_is_refused() {
     assert_eq!(error.kind(), ProbeErrorKind::Refused, "{error}");
 }
 
-#[test]
-fn a_listener_that_never_answers_times_out_within_the_bound() {
-    let (addr, _server) = fake(|stream| {
-        // Hold the connection open without a word until the client leaves.
-        let _ = stream.read(&mut [0u8; 1]);
-    });
+/// A probe with a 300 ms timeout against `addr` fails as timed out, well within bounds.
+fn assert_times_out_within_bound(addr: SocketAddr) {
     let started = Instant::now();
     let error = probe(addr)
         .timeout(Duration::from_millis(300))
@@ -127,6 +123,15 @@ fn a_listener_that_never_answers_times_out_within_the_bound() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_listener_that_never_answers_times_out_within_the_bound() {
+    let (addr, _server) = fake(|stream| {
+        // Hold the connection open without a word until the client leaves.
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    assert_times_out_within_bound(addr);
 }
 
 #[test]
@@ -143,17 +148,7 @@ fn a_slow_trickle_still_respects_the_overall_deadline() {
             thread::sleep(Duration::from_millis(20));
         }
     });
-    let started = Instant::now();
-    let error = probe(addr)
-        .timeout(Duration::from_millis(300))
-        .run()
-        .unwrap_err();
-    assert_eq!(error.kind(), ProbeErrorKind::TimedOut, "{error}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_times_out_within_bound(addr);
 }
 
 #[test]
