@@ -18,10 +18,11 @@
 //!    [`Server::bind`] on a background thread, returning a [`Running`]
 //!    handle, or [`Server::run`] on the calling thread until a
 //!    [`ShutdownToken`] is triggered.
-//! 3. Each accepted connection gets a thread of its own (a spare one from an
-//!    earlier connection when one is waiting), which reads a request, parses
-//!    it, routes it and answers, keeping the connection alive as HTTP/1.1
-//!    says, within limits that no slow or hostile client can stretch.
+//! 3. Each connection has a thread of its own: the thread that was waiting
+//!    in `accept` when it came (one stays there for the next, and threads go
+//!    back when their connection ends). It reads a request, parses it, routes
+//!    it and answers, keeping the connection alive as HTTP/1.1 says, within
+//!    limits that no slow or hostile client can stretch.
 //! 4. Shutdown (optionally after a drain that fails readiness first) stops
 //!    accepting at once (no polling), closes idle connections, lets requests
 //!    in flight finish, and joins every thread within a deadline (5 s by
@@ -98,13 +99,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accept;
 mod check;
 mod conn;
 mod error;
 mod event;
 mod health;
 mod http;
-mod pool;
 mod probe;
 mod render;
 mod route;

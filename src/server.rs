@@ -1,5 +1,6 @@
-//! The server: its configuration, the accept loop that gives each connection
-//! a thread, and the graceful shutdown that joins them all.
+//! The server: its configuration, the connections' registry, and the
+//! supervisor that waits for the shutdown token, then drains, stops
+//! accepting, and joins every thread.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,12 +11,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::accept::Acceptors;
 use crate::conn::{self, Slot};
 use crate::error::Error;
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
-use crate::pool::Pool;
 use crate::route::{FailureBody, Routes};
 use crate::shutdown::{self, ShutdownToken};
 use crate::sync::{lock, wait_until, Latch};
@@ -23,8 +24,6 @@ use crate::LONGEST;
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
-/// Longest pause after an `accept` error that a retry cannot fix at once.
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A health server being configured: builder methods, then
 /// [`bind`](Server::bind), [`listen`](Server::listen) or [`run`](Server::run).
@@ -65,7 +64,6 @@ pub(crate) struct Config {
     pub routes: Routes,
     pub drain_delay: Duration,
     pub spare_threads: usize,
-    pub spare_thread_timeout: Duration,
 }
 
 impl Default for Config {
@@ -86,8 +84,7 @@ impl Default for Config {
             stack_size: 128 * 1024,
             routes: Routes::default(),
             drain_delay: Duration::ZERO,
-            spare_threads: 32,
-            spare_thread_timeout: Duration::from_secs(5),
+            spare_threads: 16,
         }
     }
 }
@@ -105,7 +102,6 @@ impl Config {
         let all = [
             ("shutdown_timeout", self.shutdown_timeout),
             ("drain_delay", self.drain_delay),
-            ("spare_thread_timeout", self.spare_thread_timeout),
         ];
         if let Some((name, _)) = durations.iter().chain(&all).find(|(_, d)| *d > LONGEST) {
             return Err(invalid(format!("{name} must be at most a year")));
@@ -117,6 +113,7 @@ impl Config {
                 self.max_requests_per_connection,
             ),
             ("max_headers", self.limits.max_headers as u64),
+            ("spare_threads", self.spare_threads as u64),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(invalid(format!("{name} must be at least 1")));
@@ -318,19 +315,13 @@ impl Server {
         self
     }
 
-    /// Most connection threads kept waiting, when their connection ends, to
-    /// serve the next one: a new connection then costs no thread creation.
-    /// Each connection still has a thread to itself. Default 32; 0 creates a
-    /// thread per connection.
+    /// Most threads kept waiting in `accept` for the next connection. Each
+    /// connection has a thread to itself; when it ends, the thread goes back to
+    /// `accept`, or ends if this many threads wait there already. Waiting
+    /// threads cost no CPU, and a connection that finds one costs no thread
+    /// creation and no hand-off between threads. Default 16, at least 1.
     pub fn spare_threads(mut self, max: usize) -> Server {
         self.config.spare_threads = max;
-        self
-    }
-
-    /// How long a spare thread waits for a connection before it ends. It waits
-    /// on a condition variable, so spares cost no CPU. Default 5 s.
-    pub fn spare_thread_timeout(mut self, timeout: Duration) -> Server {
-        self.config.spare_thread_timeout = timeout;
         self
     }
 
@@ -349,7 +340,7 @@ impl Server {
         self.listen(TcpListener::bind(addr)?)
     }
 
-    /// Serves on a listener you bound yourself, on a background thread.
+    /// Serves on a listener you bound yourself, on background threads.
     pub fn listen(self, listener: TcpListener) -> io::Result<Running> {
         let token = ShutdownToken::new();
         let ready = self.prepare(listener, token.clone())?;
@@ -357,30 +348,36 @@ impl Server {
         let shared = ready.shared.clone();
         let done = Arc::new(Latch::default());
         let signal = done.clone();
-        let accept = thread::Builder::new()
-            .name("healthz-accept".into())
-            .stack_size(ready.shared.config.stack_size)
+        let supervisor = thread::Builder::new()
+            .name("healthz-server".into())
+            .stack_size(shared.config.stack_size)
             .spawn(move || {
                 let _done = SetOnDrop(&signal);
                 serve(ready)
             })?;
-        Ok(Running {
+        let running = Running {
             addr,
             token,
             shared,
             done,
-            accept: Mutex::new(Some(accept)),
-        })
+            supervisor: Mutex::new(Some(supervisor)),
+        };
+        // Dropping `running` on error shuts down what has started.
+        running.shared.acceptors.spawn(&running.shared)?;
+        Ok(running)
     }
 
-    /// Serves on the calling thread until `token` is triggered, then shuts
-    /// down gracefully and returns: Dapr's `Run(ctx, port)`.
+    /// Serves until `token` is triggered, then shuts down gracefully and
+    /// returns: Dapr's `Run(ctx, port)`. The calling thread supervises (it
+    /// waits for the token, then runs the shutdown); connections are served
+    /// on threads of their own.
     ///
     /// Bind the listener first (`TcpListener::bind`), so that a bind error is
     /// yours to report before anything runs. Returns an error if the
     /// configuration is invalid or the shutdown deadline passed.
     pub fn run(self, listener: TcpListener, token: &ShutdownToken) -> Result<(), Error> {
         let ready = self.prepare(listener, token.clone())?;
+        ready.shared.acceptors.spawn(&ready.shared)?;
         serve(ready)
     }
 
@@ -392,16 +389,11 @@ impl Server {
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
         let drain_nanos =
             AtomicU64::new(u64::try_from(self.config.drain_delay.as_nanos()).unwrap_or(u64::MAX));
-        let pool = Pool::new(
-            "healthz-conn",
-            self.config.stack_size,
-            self.config.spare_threads,
-            self.config.spare_thread_timeout,
-        );
+        let acceptors = Acceptors::new(listener, self.config.stack_size, self.config.spare_threads);
         let shared = Arc::new(Shared {
-            pool,
+            acceptors,
+            accepted: AtomicU64::new(0),
             drain_nanos,
-            drain_over: Latch::default(),
             closing: AtomicBool::new(false),
             config: self.config,
             health: self.health,
@@ -411,10 +403,8 @@ impl Server {
             registry: Mutex::new(Registry::default()),
             drained: Condvar::new(),
         });
-        shared.token.add_wake(addr);
         shared.events.emit(Event::Listening { addr });
         Ok(Prepared {
-            listener,
             addr,
             shared,
             _watch: watch,
@@ -441,7 +431,7 @@ pub struct Running {
     token: ShutdownToken,
     shared: Arc<Shared>,
     done: Arc<Latch>,
-    accept: Mutex<Option<JoinHandle<Result<(), Error>>>>,
+    supervisor: Mutex<Option<JoinHandle<Result<(), Error>>>>,
 }
 
 impl Running {
@@ -490,13 +480,13 @@ impl Running {
     /// [`shutdown_token`](Running::shutdown_token)), and returns what shutdown
     /// returned.
     pub fn wait(&self) -> Result<(), Error> {
-        let mut accept = lock(&self.accept);
-        let Some(handle) = accept.take() else {
+        let mut supervisor = lock(&self.supervisor);
+        let Some(handle) = supervisor.take() else {
             return Ok(());
         };
         self.token.wait();
-        // The accept thread bounds its own work by the drain and the deadline;
-        // the margin only matters if its wake-up connection could not be made.
+        // The supervisor bounds its own work by the drain and the deadline;
+        // the margin is for a thread of the system that does not keep time.
         let timeout = self.shared.config.shutdown_timeout;
         let bound = self.shared.drain_delay() + timeout + FORCE_GRACE + Duration::from_secs(1);
         if !self.done.wait_timeout(bound) {
@@ -504,7 +494,7 @@ impl Running {
         }
         handle
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("healthz accept thread panicked").into()))
+            .unwrap_or_else(|_| Err(io::Error::other("healthz server thread panicked").into()))
     }
 }
 
@@ -543,12 +533,12 @@ pub(crate) struct Shared {
     drained: Condvar,
     /// The drain before shutdown, in nanoseconds (a `Running::drain` call overrides it).
     drain_nanos: AtomicU64,
-    /// Set when the drain is over and accepting must stop.
-    drain_over: Latch,
-    /// Set once the accept loop has ended: connections close after their answer.
+    /// Set once accepting has ended: connections close after their answer.
     closing: AtomicBool,
-    /// The connection threads.
-    pool: Arc<Pool>,
+    /// The connection threads, and the listener they accept on.
+    pub acceptors: Acceptors,
+    /// Client connections accepted.
+    accepted: AtomicU64,
 }
 
 impl Shared {
@@ -564,12 +554,6 @@ impl Shared {
     fn set_drain_delay(&self, delay: Duration) {
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         self.drain_nanos.store(nanos, Ordering::SeqCst);
-    }
-
-    /// Whether the accept loop should end: shutdown asked for, and no drain
-    /// wanted or the drain is over.
-    fn stop_accepting(&self) -> bool {
-        self.token.is_triggered() && (self.drain_delay().is_zero() || self.drain_over.is_set())
     }
 
     /// Milliseconds since the server started: a cheap clock for eviction order.
@@ -600,122 +584,50 @@ impl Registry {
     }
 }
 
-/// A bound server not yet accepting.
+/// A bound server whose shutdown is not yet supervised.
 struct Prepared {
-    listener: TcpListener,
     addr: SocketAddr,
     shared: Arc<Shared>,
     _watch: Option<Watch>,
 }
 
-/// Accepts until shutdown, then drains: the life of a server.
+/// The supervisor's part in a server's life: wait for the token, drain, stop
+/// accepting, then close and join everything.
 fn serve(ready: Prepared) -> Result<(), Error> {
     let Prepared {
-        listener,
         addr,
         shared,
         _watch,
     } = ready;
-    let connections = accept_loop(&listener, addr, &shared);
+    shared.token.wait();
+    let delay = shared.drain_delay();
+    if !delay.is_zero() {
+        // Readiness fails at once; serving goes on until the delay is over.
+        shared.health.drain();
+        shared.events.emit(Event::Draining { delay });
+        thread::sleep(delay);
+    }
+    let deadline = Instant::now() + shared.config.shutdown_timeout;
+    let in_accept = shared.acceptors.close();
     shared.closing.store(true, Ordering::SeqCst);
-    shared.token.remove_wake(addr);
-    drop(listener);
+    // Each thread in `accept` takes one of these connections, sees that
+    // accepting is over, closes it unserved, and ends.
+    for _ in 0..in_accept {
+        shutdown::wake(addr);
+    }
+    let unwoken = shared.acceptors.wait_all_back(deadline);
     shared.events.emit(Event::ShuttingDown);
-    let (result, cut) = match drain(&shared) {
-        Ok(()) => (Ok(()), 0),
-        Err(e) => {
-            let cut = e.connections_cut();
-            (Err(e), cut)
-        }
-    };
+    let result = drain(&shared, deadline, unwoken);
+    let cut = result.as_ref().map_or_else(Error::connections_cut, |()| 0);
+    let connections = shared.accepted.load(Ordering::SeqCst);
     shared.events.emit(Event::Stopped { connections, cut });
     result
 }
 
-/// Hands each connection to a thread until the token is triggered (and the
-/// drain, if any, is over); returns how many client connections it accepted.
-fn accept_loop(listener: &TcpListener, addr: SocketAddr, shared: &Arc<Shared>) -> u64 {
-    let mut accepted = 0;
-    let mut backoff = Duration::ZERO;
-    let mut drain_timer = None;
-    // A drain keeps accepting after the trigger, so the trigger's wake-up
-    // connection must be told from clients: it is the first connection
-    // accepted once the trigger is seen.
-    let mut wake_pending = true;
-    while !shared.stop_accepting() {
-        if shared.token.is_triggered() && drain_timer.is_none() {
-            drain_timer = start_drain(shared, addr);
-        }
-        let result = listener.accept();
-        if shared.stop_accepting() {
-            continue; // the drain timer's wake-up, or a client too late: closed unserved
-        }
-        if shared.token.is_triggered() && result.is_ok() && std::mem::take(&mut wake_pending) {
-            continue; // the trigger's wake-up (or a client that raced it): closed unserved
-        }
-        match result {
-            Ok((stream, peer)) => {
-                backoff = Duration::ZERO;
-                accepted += 1;
-                admit(shared, stream, peer);
-            }
-            Err(e) if is_client_side(&e) => {}
-            Err(error) => {
-                shared.events.emit(Event::AcceptError { error });
-                // Out of descriptors or memory: retrying at once would spin. The
-                // pause ends early when shutdown (or the end of a drain) comes.
-                backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                if shared.token.is_triggered() {
-                    shared.drain_over.wait_timeout(backoff);
-                } else {
-                    shared.token.wait_timeout(backoff);
-                }
-            }
-        }
-    }
-    if let Some(timer) = drain_timer {
-        let _ = timer.join();
-    }
-    accepted
-}
-
-/// Starts a drain: readiness fails now; a timer thread ends it after the delay
-/// by waking `accept`. `None` if the timer could not start (then no drain).
-fn start_drain(shared: &Arc<Shared>, addr: SocketAddr) -> Option<JoinHandle<()>> {
-    let delay = shared.drain_delay();
-    shared.health.drain();
-    shared.events.emit(Event::Draining { delay });
-    let timer_shared = shared.clone();
-    let timer = thread::Builder::new()
-        .name("healthz-drain".into())
-        .stack_size(shared.config.stack_size)
-        .spawn(move || {
-            timer_shared.drain_over.wait_timeout(delay);
-            timer_shared.drain_over.set();
-            shutdown::wake(addr);
-        });
-    match timer {
-        Ok(timer) => Some(timer),
-        Err(error) => {
-            shared.events.emit(Event::AcceptError { error });
-            shared.drain_over.set();
-            None
-        }
-    }
-}
-
-/// Errors about one connection that the client gave up on; the next accept is fine.
-fn is_client_side(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
-}
-
-/// Registers a new connection and starts its thread, making room at the cap.
-fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Serves a connection that a thread accepted: registers it (making room at
+/// the connection cap), serves it on this thread, and unregisters it.
+pub(crate) fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    shared.accepted.fetch_add(1, Ordering::Relaxed);
     let mut registry = shared.registry();
     while registry.slots.len() >= shared.config.max_connections {
         let Some(evicted) = registry
@@ -738,18 +650,8 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     registry.next_id += 1;
     registry.slots.insert(id, slot.clone());
     drop(registry);
-    let job_shared = shared.clone();
-    let job = Box::new(move || {
-        let _release = Release {
-            shared: &job_shared,
-            id,
-        };
-        conn::serve(&job_shared, &slot);
-    });
-    if let Err(error) = shared.pool.execute(job) {
-        shared.registry().slots.remove(&id);
-        shared.events.emit(Event::AcceptError { error });
-    }
+    let _release = Release { shared, id };
+    conn::serve(shared, &slot);
 }
 
 /// Removes a connection from the registry when its thread ends, however it ends.
@@ -769,12 +671,10 @@ impl Drop for Release<'_> {
 }
 
 /// Closes idle connections, waits for the busy ones until the deadline, closes
-/// what is left, and joins every connection thread.
-fn drain(shared: &Shared) -> Result<(), Error> {
+/// what is left, and joins every connection thread. `unwoken` threads are
+/// still in `accept` (their wake-up connection could not be made): left running.
+fn drain(shared: &Shared, deadline: Instant, unwoken: usize) -> Result<(), Error> {
     let timeout = shared.config.shutdown_timeout;
-    let deadline = Instant::now() + timeout;
-    // From here on each connection thread ends with its connection; spares end now.
-    let threads = shared.pool.close();
     // Closed outside the registry lock, which each woken thread takes as it ends.
     let live: Vec<Arc<Slot>> = shared.registry().slots.values().cloned().collect();
     for slot in &live {
@@ -789,15 +689,15 @@ fn drain(shared: &Shared) -> Result<(), Error> {
         }
         registry = wait_until_empty(shared, registry, deadline + FORCE_GRACE);
     }
-    let stuck = registry.slots.len();
+    let stuck = registry.slots.len() + unwoken;
     drop(registry);
-    for thread in threads {
+    for thread in shared.acceptors.threads() {
         // A thread that still holds its connection is stuck in user code: leave it.
         if stuck == 0 || thread.is_finished() {
             let _ = thread.join();
         }
     }
-    if cut > 0 {
+    if cut > 0 || stuck > 0 {
         Err(Error::deadline(timeout, cut, stuck))
     } else {
         Ok(())

@@ -1,12 +1,12 @@
 //! Asking a server to stop, from any thread, without any polling.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sync::{lock, Latch};
+use crate::sync::Latch;
 
-/// How long a trigger waits for its wake-up connection to be queued.
+/// How long a wake-up connection may take to be queued.
 const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A request to shut down, shared by clones; Dapr's cancelled context.
@@ -16,8 +16,9 @@ const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
 /// thread, a stdin reader, a supervisor): the server stops accepting at once
 /// and shuts down gracefully. One token may stop several servers.
 ///
-/// Triggering wakes each server's blocked `accept` by connecting to its own
-/// listening address; that connection is recognised and never served.
+/// Triggering wakes each server's supervising thread, which wakes the threads
+/// blocked in `accept` by connecting to its own listening address (those
+/// connections are closed unserved): no polling anywhere.
 ///
 /// ```
 /// # fn main() -> Result<(), healthz::Error> {
@@ -34,14 +35,7 @@ const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
 /// ```
 #[derive(Clone, Default, Debug)]
 pub struct ShutdownToken {
-    inner: Arc<TokenInner>,
-}
-
-#[derive(Default, Debug)]
-struct TokenInner {
-    triggered: Latch,
-    /// Where to connect to wake each server's `accept`.
-    wake: Mutex<Vec<SocketAddr>>,
+    triggered: Arc<Latch>,
 }
 
 impl ShutdownToken {
@@ -53,47 +47,23 @@ impl ShutdownToken {
     /// Asks every server using this token to shut down. Returns at once (it does
     /// not wait for the shutdown to finish); calling it again does nothing.
     pub fn trigger(&self) {
-        if !self.inner.triggered.set() {
-            return;
-        }
-        let targets = lock(&self.inner.wake).clone();
-        for addr in targets {
-            wake(addr);
-        }
+        self.triggered.set();
     }
 
     /// Whether [`trigger`](ShutdownToken::trigger) has been called.
     pub fn is_triggered(&self) -> bool {
-        self.inner.triggered.is_set()
+        self.triggered.is_set()
     }
 
     /// Blocks until the token is triggered.
     pub fn wait(&self) {
-        self.inner.triggered.wait();
-    }
-
-    /// Blocks until the token is triggered or `timeout` passes; true if triggered.
-    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.inner.triggered.wait_timeout(timeout)
-    }
-
-    /// Registers a listener to wake on trigger. Call before the first `accept`,
-    /// then check [`is_triggered`](Self::is_triggered): a trigger is never missed.
-    pub(crate) fn add_wake(&self, listening: SocketAddr) {
-        lock(&self.inner.wake).push(listening);
-    }
-
-    pub(crate) fn remove_wake(&self, listening: SocketAddr) {
-        let mut wake = lock(&self.inner.wake);
-        if let Some(at) = wake.iter().position(|a| *a == listening) {
-            wake.swap_remove(at);
-        }
+        self.triggered.wait();
     }
 }
 
-/// Wakes a blocked `accept` on `listening` by connecting to it. If this fails
-/// the listener is already closed, or its accept thread is busy and will see
-/// why it was woken before it blocks again.
+/// Wakes one blocked `accept` on `listening` by connecting to it. If this
+/// fails (out of descriptors), the thread stays in `accept` and shutdown
+/// reports it as left running.
 pub(crate) fn wake(listening: SocketAddr) {
     let _ = TcpStream::connect_timeout(&wake_address(listening), WAKE_TIMEOUT);
 }

@@ -57,7 +57,7 @@ fn mixed_good_slow_idle_and_garbage_clients_for_three_seconds() {
         .request_timeout(Duration::from_millis(300))
         .idle_timeout(Duration::from_millis(500))
         .max_connections(256)
-        .spare_thread_timeout(Duration::from_millis(200))
+        .spare_threads(1)
         .bind("127.0.0.1:0")
         .unwrap();
     let addr: SocketAddr = server.local_addr();

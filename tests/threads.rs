@@ -44,8 +44,8 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
     stuck.send(b"POST /healthz HTTP/1.1\r\nContent-Length: 9\r\n\r\n");
     assert_eq!(stuck.response(false).unwrap().status, 405);
     assert!(
-        server_threads() >= 22,
-        "accept thread plus 21 connection threads"
+        server_threads() >= 23,
+        "the supervisor, 21 connection threads and one in accept"
     );
 
     let error = server.shutdown().unwrap_err();
@@ -55,32 +55,49 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
 }
 
 #[test]
-fn sequential_connections_reuse_one_spare_thread_which_leaves_when_unused() {
+fn threads_wait_in_accept_serve_many_connections_and_only_the_spares_stay() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let health = Health::new();
     health.ready();
     let server = Server::new(health)
-        .spare_thread_timeout(Duration::from_millis(300))
+        .spare_threads(2)
         .bind("127.0.0.1:0")
         .unwrap();
+    let addr = server.local_addr();
+
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
-        assert_eq!(get(server.local_addr(), "/healthz").status, 200);
+        assert_eq!(get(addr, "/healthz").status, 200);
         seen.extend(conn_thread_ids());
     }
-    // One connection at a time: a new thread only when a connection is accepted
-    // before the previous thread has parked, which is rare.
+    // One connection at a time: a new thread only when a connection comes
+    // before the previous one's thread is back in accept, which is rare.
     assert!(
         seen.len() <= 10,
         "{} threads served 50 sequential connections",
         seen.len()
     );
+
+    let mut held: Vec<Client> = (0..20).map(|_| Client::connect(addr)).collect();
+    for client in &mut held {
+        assert_eq!(client.get("/healthz").status, 200);
+    }
+    assert!(
+        conn_threads() >= 21,
+        "a thread per connection, one in accept"
+    );
+    drop(held);
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while conn_threads() > 0 && std::time::Instant::now() < until {
+    while conn_threads() != 2 && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10)); // no signal for "a thread ended"
     }
-    assert_eq!(conn_threads(), 0, "the spare left after its timeout");
+    assert_eq!(
+        conn_threads(),
+        2,
+        "the two spares stay in accept, the rest end"
+    );
     server.shutdown().unwrap();
+    assert_eq!(conn_threads(), 0);
 }
 
 fn conn_threads() -> usize {

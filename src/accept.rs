@@ -1,0 +1,184 @@
+//! The connection threads. A thread without a connection waits in `accept`
+//! itself, so the kernel hands each new connection straight to a waiting
+//! thread: no hand-off between threads, no second wake-up. The thread then
+//! serves that connection for its whole life, and goes back to `accept`, or
+//! ends if enough threads wait there already. Whoever takes the last waiting
+//! place makes sure another thread starts, so someone is always accepting.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::event::Event;
+use crate::server::{self, Shared};
+use crate::sync::{lock, wait_until, Latch};
+
+/// Longest pause after an `accept` error that a retry cannot fix at once.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The threads of one server and the listener they accept on.
+pub(crate) struct Acceptors {
+    stack_size: usize,
+    /// Most threads waiting in `accept` at once (at least 1).
+    max_waiting: usize,
+    /// Threads in `accept`, or about to call it. `SeqCst` with `closed`: a
+    /// thread that counts itself and then finds `closed` clear is counted by
+    /// `close`, which wakes it.
+    waiting: AtomicUsize,
+    closed: AtomicBool,
+    threads: Mutex<Threads>,
+    /// For `wait_all_back`: signalled, under its lock, when a thread comes
+    /// back from `accept` after accepting ended.
+    back: (Mutex<()>, Condvar),
+    /// Set when accepting ends: cuts short a pause after an `accept` error.
+    over: Latch,
+}
+
+struct Threads {
+    /// Given to each new thread; `None` once accepting has ended, so the port
+    /// is free once the last thread has ended.
+    listener: Option<Arc<TcpListener>>,
+    /// Every thread started and not yet joined.
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Acceptors {
+    pub fn new(listener: TcpListener, stack_size: usize, max_waiting: usize) -> Acceptors {
+        Acceptors {
+            stack_size,
+            max_waiting,
+            waiting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            threads: Mutex::new(Threads {
+                listener: Some(Arc::new(listener)),
+                handles: Vec::new(),
+            }),
+            back: (Mutex::new(()), Condvar::new()),
+            over: Latch::default(),
+        }
+    }
+
+    /// Starts a thread that accepts connections and serves them. Does nothing
+    /// once accepting has ended.
+    pub fn spawn(&self, shared: &Arc<Shared>) -> io::Result<()> {
+        let mut threads = lock(&self.threads);
+        let Some(listener) = threads.listener.clone() else {
+            return Ok(());
+        };
+        reap(&mut threads.handles);
+        let shared = shared.clone();
+        let thread = thread::Builder::new()
+            .name("healthz-conn".into())
+            .stack_size(self.stack_size)
+            .spawn(move || work(&shared, &listener))?;
+        threads.handles.push(thread);
+        Ok(())
+    }
+
+    /// Takes a waiting place; false if this thread should end instead
+    /// (accepting is over, or enough threads wait already).
+    fn enlist(&self) -> bool {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting
+            || self.closed.load(Ordering::SeqCst)
+        {
+            self.delist();
+            return false;
+        }
+        true
+    }
+
+    /// Gives the place back after `accept` returned: how many threads still
+    /// wait, or `None` if accepting has ended.
+    fn delist(&self) -> Option<usize> {
+        let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        if self.closed.load(Ordering::SeqCst) {
+            let _guard = lock(&self.back.0);
+            self.back.1.notify_all();
+            return None;
+        }
+        Some(waiting)
+    }
+
+    /// Ends accepting. Returns how many threads may be in `accept`: each needs
+    /// a connection to wake it, and will close that connection unserved.
+    pub fn close(&self) -> usize {
+        self.closed.store(true, Ordering::SeqCst);
+        lock(&self.threads).listener = None;
+        self.over.set();
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no thread is in `accept` or `deadline` passes; returns how
+    /// many still are.
+    pub fn wait_all_back(&self, deadline: Instant) -> usize {
+        let guard = lock(&self.back.0);
+        let _ = wait_until(&self.back.1, guard, deadline, |_| {
+            self.waiting.load(Ordering::SeqCst) == 0
+        });
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Every thread started and not yet joined, for the caller to join.
+    pub fn threads(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut lock(&self.threads).handles)
+    }
+}
+
+/// A thread's life: accept a connection, serve it, and again, while wanted.
+fn work(shared: &Arc<Shared>, listener: &TcpListener) {
+    let acceptors = &shared.acceptors;
+    let mut backoff = Duration::ZERO;
+    while acceptors.enlist() {
+        let accepted = listener.accept();
+        let Some(waiting) = acceptors.delist() else {
+            return; // woken to stop, or a client too late: closed unserved
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::ZERO;
+                if waiting == 0 {
+                    // This thread is about to be busy: someone must keep accepting.
+                    if let Err(error) = acceptors.spawn(shared) {
+                        // Out of threads: refuse this connection rather than stop accepting.
+                        shared.events.emit(Event::AcceptError { error });
+                        continue;
+                    }
+                }
+                server::serve_connection(shared, stream, peer);
+            }
+            Err(e) if is_client_side(&e) => {}
+            Err(error) => {
+                shared.events.emit(Event::AcceptError { error });
+                // Out of descriptors or memory: retrying at once would spin. The
+                // pause ends early when accepting ends.
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
+                acceptors.over.wait_timeout(backoff);
+            }
+        }
+    }
+}
+
+/// Errors about one connection that the client gave up on; the next accept is fine.
+fn is_client_side(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Joins threads that have ended, so their resources go back at once.
+fn reap(threads: &mut Vec<JoinHandle<()>>) {
+    let mut at = 0;
+    while at < threads.len() {
+        if threads[at].is_finished() {
+            let _ = threads.swap_remove(at).join();
+        } else {
+            at += 1;
+        }
+    }
+}
