@@ -67,6 +67,11 @@ fn invalid_configuration_is_an_err_not_a_panic() {
         .bind("127.0.0.1:0")
         .unwrap_err();
     assert!(error.to_string().contains("max_connections"), "{error}");
+    let error = Server::new(Health::new())
+        .spare_threads(0)
+        .bind("127.0.0.1:0")
+        .unwrap_err();
+    assert!(error.to_string().contains("spare_threads"), "{error}");
 }
 
 #[test]
@@ -139,8 +144,14 @@ fn one_token_stops_several_servers() {
 fn the_port_can_be_bound_again_right_after_shutdown() {
     let (_health, server) = start(true);
     let addr = server.local_addr();
-    // Leave a connection in TIME_WAIT on the server side too.
+    // Leave a connection in TIME_WAIT on the server side too, and a few
+    // threads back in accept, each holding the listener until it is woken.
     assert_eq!(get(addr, "/healthz").status, 200);
+    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for client in &mut held {
+        assert_eq!(client.get("/healthz").status, 200);
+    }
+    drop(held);
     server.shutdown().unwrap();
     let again = Server::new(Health::new())
         .bind(addr)
@@ -292,7 +303,7 @@ fn shutdown_is_idempotent_and_callable_from_many_threads() {
 }
 
 #[test]
-fn the_wake_up_connection_is_never_served() {
+fn wake_up_connections_are_never_served() {
     let recorder = Recorder::default();
     let server = Server::new(Health::new())
         .on_event(recorder.hook())
@@ -301,12 +312,20 @@ fn the_wake_up_connection_is_never_served() {
     for _ in 0..3 {
         assert_eq!(get(server.local_addr(), "/healthz").status, 503);
     }
+    // Four at once: their threads go back to accept, so several wait there at shutdown.
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| Client::connect(server.local_addr()))
+        .collect();
+    for client in &mut held {
+        assert_eq!(client.get("/healthz").status, 503);
+    }
+    drop(held);
     server.shutdown().unwrap();
     let events = recorder.events();
-    // Three clients; the wake-up connection is not counted, and nothing failed or was rejected.
+    // Seven clients; wake-up connections are not counted, and nothing failed or was rejected.
     assert_eq!(
         events.last().map(String::as_str),
-        Some("stopped after 3 connections"),
+        Some("stopped after 7 connections"),
         "{events:?}"
     );
     assert_eq!(recorder.count("connection from"), 0, "{events:?}");
