@@ -15,8 +15,8 @@
 //!    liveness. Clone it into whatever decides health.
 //! 2. [`Server`] configures the limits and timeouts, then binds in the calling
 //!    thread (so "address in use" is an `Err` you see at once) and serves:
-//!    [`Server::bind`] on a background thread, returning a [`Running`]
-//!    handle, or [`Server::run`] on the calling thread until a
+//!    [`Server::bind`] in the background, returning a [`Running`] handle, or
+//!    [`Server::run`], which blocks the calling thread until a
 //!    [`ShutdownToken`] is triggered.
 //! 3. Each connection has a thread of its own: the thread that was waiting
 //!    in `accept` when it came (one stays there for the next, and threads go

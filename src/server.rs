@@ -332,7 +332,7 @@ impl Server {
         self
     }
 
-    /// Binds `addr` now, in the calling thread, and serves on a background thread.
+    /// Binds `addr` now, in the calling thread, and serves in the background.
     ///
     /// Binding errors ("address in use", "permission denied") are returned here.
     /// Port 0 picks a free port: see [`Running::local_addr`].
