@@ -38,8 +38,10 @@ pub enum Event {
         /// Connections still busy at the shutdown deadline and closed by force.
         cut: usize,
     },
-    /// `accept` failed (for example, out of file descriptors). The server keeps
-    /// accepting, after a short back-off for errors that a retry cannot fix at once.
+    /// `accept` failed (for example, out of file descriptors), or no thread
+    /// could be started to keep accepting while a new connection is served
+    /// (that connection is then closed). The server keeps accepting, after a
+    /// short back-off for errors that a retry cannot fix at once.
     AcceptError {
         /// What the operating system said.
         error: io::Error,

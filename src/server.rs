@@ -486,7 +486,7 @@ impl Running {
         };
         self.token.wait();
         // The supervisor bounds its own work by the drain and the deadline;
-        // the margin is for a thread of the system that does not keep time.
+        // the extra second is only a safety margin, so that this never hangs.
         let timeout = self.shared.config.shutdown_timeout;
         let bound = self.shared.drain_delay() + timeout + FORCE_GRACE + Duration::from_secs(1);
         if !self.done.wait_timeout(bound) {
