@@ -55,7 +55,29 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
 }
 
 #[test]
-fn threads_wait_in_accept_serve_many_connections_and_only_the_spares_stay() {
+fn sequential_connections_are_served_by_the_few_threads_waiting_in_accept() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let health = Health::new();
+    health.ready();
+    let server = Server::new(health).bind("127.0.0.1:0").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        assert_eq!(get(server.local_addr(), "/healthz").status, 200);
+        seen.extend(conn_thread_ids());
+    }
+    println!("{} threads served 50 sequential connections", seen.len());
+    // A thread starts only when a connection takes the last one waiting, which
+    // happens only while the previous connection's thread is not back yet.
+    assert!(
+        seen.len() <= 10,
+        "{} threads served 50 sequential connections",
+        seen.len()
+    );
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn after_a_burst_only_the_spare_threads_stay_in_accept() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let health = Health::new();
     health.ready();
@@ -63,22 +85,9 @@ fn threads_wait_in_accept_serve_many_connections_and_only_the_spares_stay() {
         .spare_threads(2)
         .bind("127.0.0.1:0")
         .unwrap();
-    let addr = server.local_addr();
-
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..50 {
-        assert_eq!(get(addr, "/healthz").status, 200);
-        seen.extend(conn_thread_ids());
-    }
-    // One connection at a time: a new thread only when a connection comes
-    // before the previous one's thread is back in accept, which is rare.
-    assert!(
-        seen.len() <= 10,
-        "{} threads served 50 sequential connections",
-        seen.len()
-    );
-
-    let mut held: Vec<Client> = (0..20).map(|_| Client::connect(addr)).collect();
+    let mut held: Vec<Client> = (0..20)
+        .map(|_| Client::connect(server.local_addr()))
+        .collect();
     for client in &mut held {
         assert_eq!(client.get("/healthz").status, 200);
     }
