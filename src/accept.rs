@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::conn::Buffers;
 use crate::event::Event;
 use crate::server::{self, Shared};
 use crate::sync::{lock, wait_until, Latch};
@@ -131,6 +132,7 @@ impl Acceptors {
 fn work(shared: &Arc<Shared>, listener: &TcpListener) {
     let acceptors = &shared.acceptors;
     let mut backoff = Duration::ZERO;
+    let mut buffers = None;
     while acceptors.enlist() {
         let accepted = listener.accept();
         let Some(waiting) = acceptors.delist() else {
@@ -147,7 +149,9 @@ fn work(shared: &Arc<Shared>, listener: &TcpListener) {
                         continue;
                     }
                 }
-                server::serve_connection(shared, stream, peer);
+                let max_head = shared.config.limits.max_head;
+                let buffers = buffers.get_or_insert_with(|| Buffers::new(max_head));
+                server::serve_connection(shared, stream, peer, buffers);
             }
             Err(e) if is_client_side(&e) => {}
             Err(error) => {

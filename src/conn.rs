@@ -112,15 +112,39 @@ impl Slot {
     }
 }
 
+/// A connection thread's buffers, kept from one connection to the next so
+/// that a new connection allocates nothing here.
+pub(crate) struct Buffers {
+    /// Received bytes: exactly one request head long at most.
+    head: Box<[u8]>,
+    /// Answers not yet written: pipelined answers leave in one write.
+    out: Vec<u8>,
+}
+
+/// What `out` keeps between connections; a burst of pipelined answers may
+/// have grown it far beyond.
+const OUT_KEPT: usize = 4096;
+
+impl Buffers {
+    pub fn new(max_head: usize) -> Buffers {
+        Buffers {
+            head: vec![0; max_head].into_boxed_slice(),
+            out: Vec::with_capacity(256),
+        }
+    }
+}
+
 /// Serves one connection until it closes, reporting what went wrong, if anything.
-pub(crate) fn serve(shared: &Shared, slot: &Slot) {
+pub(crate) fn serve(shared: &Shared, slot: &Slot, buffers: &mut Buffers) {
+    buffers.out.clear();
+    buffers.out.shrink_to(OUT_KEPT);
     let mut conn = Conn {
         shared,
         slot,
         stream: &slot.stream,
-        buf: vec![0; shared.config.limits.max_head].into_boxed_slice(),
+        buf: &mut buffers.head,
         filled: 0,
-        out: Vec::with_capacity(256),
+        out: &mut buffers.out,
         read_timeout: None,
         date: DateCache::default(),
     };
@@ -139,11 +163,11 @@ struct Conn<'a> {
     shared: &'a Shared,
     slot: &'a Slot,
     stream: &'a TcpStream,
-    /// Received bytes not yet consumed; exactly one request head long at most.
-    buf: Box<[u8]>,
+    /// Received bytes; the first `filled` are not yet consumed.
+    buf: &'a mut [u8],
     filled: usize,
-    /// Answers not yet written: pipelined answers leave in one write.
-    out: Vec<u8>,
+    /// Answers not yet written.
+    out: &'a mut Vec<u8>,
     /// The read timeout set on the socket, to skip a system call when it is unchanged.
     read_timeout: Option<Duration>,
     date: DateCache,
@@ -206,7 +230,7 @@ impl Conn<'_> {
                 (true, true) => Persist::KeepAlive,
                 (true, false) => Persist::KeepAlive10,
             };
-            http::write_response(&mut self.out, &response, persist, self.date.now());
+            http::write_response(self.out, &response, persist, self.date.now());
             self.consume(len);
             if !keep {
                 self.flush()?;
@@ -310,7 +334,7 @@ impl Conn<'_> {
 
     /// Answers with an error, closes, and reports why.
     fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
-        http::write_response(&mut self.out, &response, Persist::Close, self.date.now());
+        http::write_response(self.out, &response, Persist::Close, self.date.now());
         self.shared.events.emit(Event::Rejected {
             peer: self.slot.peer,
             reason,

@@ -626,7 +626,12 @@ fn serve(ready: Prepared) -> Result<(), Error> {
 
 /// Serves a connection that a thread accepted: registers it (making room at
 /// the connection cap), serves it on this thread, and unregisters it.
-pub(crate) fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+pub(crate) fn serve_connection(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    buffers: &mut conn::Buffers,
+) {
     shared.accepted.fetch_add(1, Ordering::Relaxed);
     let mut registry = shared.registry();
     while registry.slots.len() >= shared.config.max_connections {
@@ -651,7 +656,7 @@ pub(crate) fn serve_connection(shared: &Shared, stream: TcpStream, peer: SocketA
     registry.slots.insert(id, slot.clone());
     drop(registry);
     let _release = Release { shared, id };
-    conn::serve(shared, &slot);
+    conn::serve(shared, &slot, buffers);
 }
 
 /// Removes a connection from the registry when its thread ends, however it ends.
