@@ -119,6 +119,7 @@ pub(crate) struct Buffers {
     head: Box<[u8]>,
     /// Answers not yet written: pipelined answers leave in one write.
     out: Vec<u8>,
+    date: DateCache,
 }
 
 /// What `out` keeps between connections; a burst of pipelined answers may
@@ -130,6 +131,7 @@ impl Buffers {
         Buffers {
             head: vec![0; max_head].into_boxed_slice(),
             out: Vec::with_capacity(256),
+            date: DateCache::default(),
         }
     }
 }
@@ -146,7 +148,7 @@ pub(crate) fn serve(shared: &Shared, slot: &Slot, buffers: &mut Buffers) {
         filled: 0,
         out: &mut buffers.out,
         read_timeout: None,
-        date: DateCache::default(),
+        date: &mut buffers.date,
     };
     let result = conn.run();
     if let Err(error) = result {
@@ -170,7 +172,7 @@ struct Conn<'a> {
     out: &'a mut Vec<u8>,
     /// The read timeout set on the socket, to skip a system call when it is unchanged.
     read_timeout: Option<Duration>,
-    date: DateCache,
+    date: &'a mut DateCache,
 }
 
 /// How a request head arrived, or why it did not.
@@ -449,7 +451,7 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
-/// The `Date` header, formatted once per second per connection.
+/// The `Date` header, formatted once per second per thread.
 #[derive(Default)]
 struct DateCache {
     secs: u64,
