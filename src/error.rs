@@ -58,7 +58,9 @@ impl Error {
 
     /// How many of the server's threads had still not ended shortly after the
     /// deadline and were left running (detached). Zero unless a thread is stuck
-    /// in an event hook that never returns.
+    /// in an event hook that never returns, or a thread waiting in `accept`
+    /// could not be woken (the server could not open the connection that
+    /// wakes it, being out of file descriptors).
     pub fn threads_left(&self) -> usize {
         match self.kind {
             Kind::Deadline { stuck, .. } => stuck,
