@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{get, start, Client, Recorder};
+use common::{get, kept_alive, start, Client, Recorder};
 use healthz::{Health, Server, ShutdownToken};
 
 #[test]
@@ -147,10 +147,7 @@ fn the_port_can_be_bound_again_right_after_shutdown() {
     // Leave a connection in TIME_WAIT on the server side too, and a few
     // threads back in accept, each holding the listener until it is woken.
     assert_eq!(get(addr, "/healthz").status, 200);
-    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
-    for client in &mut held {
-        assert_eq!(client.get("/healthz").status, 200);
-    }
+    let held = kept_alive(addr, 4, 200);
     drop(held);
     server.shutdown().unwrap();
     let again = Server::new(Health::new())
@@ -184,12 +181,7 @@ fn shutdown_closes_idle_keepalive_connections_at_once() {
         .shutdown_timeout(Duration::from_secs(60))
         .bind("127.0.0.1:0")
         .unwrap();
-    let mut clients: Vec<Client> = (0..50)
-        .map(|_| Client::connect(server.local_addr()))
-        .collect();
-    for client in &mut clients {
-        assert_eq!(client.get("/healthz").status, 200);
-    }
+    let mut clients = kept_alive(server.local_addr(), 50, 200);
     let started = Instant::now();
     server
         .shutdown()
@@ -313,12 +305,7 @@ fn wake_up_connections_are_never_served() {
         assert_eq!(get(server.local_addr(), "/healthz").status, 503);
     }
     // Four at once: their threads go back to accept, so several wait there at shutdown.
-    let mut held: Vec<Client> = (0..4)
-        .map(|_| Client::connect(server.local_addr()))
-        .collect();
-    for client in &mut held {
-        assert_eq!(client.get("/healthz").status, 503);
-    }
+    let held = kept_alive(server.local_addr(), 4, 503);
     drop(held);
     server.shutdown().unwrap();
     let events = recorder.events();

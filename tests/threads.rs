@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::{get, Client};
+use common::{get, kept_alive, Client};
 use healthz::{Health, Server};
 
 /// Threads of this process whose name starts with `healthz-`.
@@ -32,10 +32,7 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
         .bind("127.0.0.1:0")
         .unwrap();
     let addr = server.local_addr();
-    let mut idle: Vec<Client> = (0..20).map(|_| Client::connect(addr)).collect();
-    for client in &mut idle {
-        assert_eq!(client.get("/healthz").status, 200);
-    }
+    let _idle = kept_alive(addr, 20, 200); // held open until shutdown
     for _ in 0..20 {
         assert_eq!(get(addr, "/healthz").status, 200);
     }
@@ -85,12 +82,7 @@ fn after_a_burst_only_the_spare_threads_stay_in_accept() {
         .spare_threads(2)
         .bind("127.0.0.1:0")
         .unwrap();
-    let mut held: Vec<Client> = (0..20)
-        .map(|_| Client::connect(server.local_addr()))
-        .collect();
-    for client in &mut held {
-        assert_eq!(client.get("/healthz").status, 200);
-    }
+    let held = kept_alive(server.local_addr(), 20, 200);
     assert!(
         conn_threads() >= 21,
         "a thread per connection, one in accept"

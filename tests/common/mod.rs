@@ -208,3 +208,13 @@ pub fn wait_for_event(rx: &std::sync::mpsc::Receiver<String>, text: &str) -> Str
         }
     }
 }
+
+/// Opens `count` connections, has each answer one `GET /healthz` with
+/// `status`, and returns them still open: idle, kept-alive connections.
+pub fn kept_alive(addr: SocketAddr, count: usize, status: u16) -> Vec<Client> {
+    let mut clients: Vec<Client> = (0..count).map(|_| Client::connect(addr)).collect();
+    for client in &mut clients {
+        assert_eq!(client.get("/healthz").status, status);
+    }
+    clients
+}
