@@ -8,7 +8,7 @@
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -30,20 +30,18 @@ pub(crate) struct Acceptors {
     /// `close`, which wakes it.
     waiting: AtomicUsize,
     closed: AtomicBool,
-    threads: Mutex<Threads>,
+    /// `None` once accepting has ended. A thread holds a clone only while in
+    /// `accept`, so the socket closes (and new clients are refused) as soon
+    /// as the last thread is back. Read-locked per connection: no writer
+    /// until the end, so readers never wait.
+    listener: RwLock<Option<Arc<TcpListener>>>,
+    /// Every thread started and not yet joined.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// For `wait_all_back`: signalled, under its lock, when a thread comes
     /// back from `accept` after accepting ended.
     back: (Mutex<()>, Condvar),
     /// Set when accepting ends: cuts short a pause after an `accept` error.
     over: Latch,
-}
-
-struct Threads {
-    /// Given to each new thread; `None` once accepting has ended, so the port
-    /// is free once the last thread has ended.
-    listener: Option<Arc<TcpListener>>,
-    /// Every thread started and not yet joined.
-    handles: Vec<JoinHandle<()>>,
 }
 
 impl Acceptors {
@@ -53,10 +51,8 @@ impl Acceptors {
             max_waiting,
             waiting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            threads: Mutex::new(Threads {
-                listener: Some(Arc::new(listener)),
-                handles: Vec::new(),
-            }),
+            listener: RwLock::new(Some(Arc::new(listener))),
+            threads: Mutex::default(),
             back: (Mutex::new(()), Condvar::new()),
             over: Latch::default(),
         }
@@ -66,29 +62,32 @@ impl Acceptors {
     /// once accepting has ended.
     pub fn spawn(&self, shared: &Arc<Shared>) -> io::Result<()> {
         let mut threads = lock(&self.threads);
-        let Some(listener) = threads.listener.clone() else {
+        if self.closed.load(Ordering::SeqCst) {
             return Ok(());
-        };
-        reap(&mut threads.handles);
+        }
+        reap(&mut threads);
         let shared = shared.clone();
         let thread = thread::Builder::new()
             .name("healthz-conn".into())
             .stack_size(self.stack_size)
-            .spawn(move || work(&shared, &listener))?;
-        threads.handles.push(thread);
+            .spawn(move || work(&shared))?;
+        threads.push(thread);
         Ok(())
     }
 
-    /// Takes a waiting place; false if this thread should end instead
-    /// (accepting is over, or enough threads wait already).
-    fn enlist(&self) -> bool {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting
-            || self.closed.load(Ordering::SeqCst)
-        {
+    /// Takes a waiting place: the listener to accept on, or `None` if this
+    /// thread should end instead (accepting is over, or enough threads wait).
+    fn enlist(&self) -> Option<Arc<TcpListener>> {
+        let listener = if self.waiting.fetch_add(1, Ordering::SeqCst) < self.max_waiting {
+            let listener = self.listener.read().unwrap_or_else(PoisonError::into_inner);
+            listener.clone()
+        } else {
+            None
+        };
+        if listener.is_none() {
             self.delist();
-            return false;
         }
-        true
+        listener
     }
 
     /// Gives the place back after `accept` returned: how many threads still
@@ -107,7 +106,10 @@ impl Acceptors {
     /// a connection to wake it, and will close that connection unserved.
     pub fn close(&self) -> usize {
         self.closed.store(true, Ordering::SeqCst);
-        lock(&self.threads).listener = None;
+        *self
+            .listener
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.over.set();
         self.waiting.load(Ordering::SeqCst)
     }
@@ -115,26 +117,31 @@ impl Acceptors {
     /// Waits until no thread is in `accept` or `deadline` passes; returns how
     /// many still are.
     pub fn wait_all_back(&self, deadline: Instant) -> usize {
+        let mut waiting = 0;
         let guard = lock(&self.back.0);
         let _ = wait_until(&self.back.1, guard, deadline, |_| {
-            self.waiting.load(Ordering::SeqCst) == 0
+            // Read once: a thread that counts itself now only to find accepting
+            // over (and leave) must not be taken for one still in `accept`.
+            waiting = self.waiting.load(Ordering::SeqCst);
+            waiting == 0
         });
-        self.waiting.load(Ordering::SeqCst)
+        waiting
     }
 
     /// Every thread started and not yet joined, for the caller to join.
     pub fn threads(&self) -> Vec<JoinHandle<()>> {
-        std::mem::take(&mut lock(&self.threads).handles)
+        std::mem::take(&mut lock(&self.threads))
     }
 }
 
 /// A thread's life: accept a connection, serve it, and again, while wanted.
-fn work(shared: &Arc<Shared>, listener: &TcpListener) {
+fn work(shared: &Arc<Shared>) {
     let acceptors = &shared.acceptors;
     let mut backoff = Duration::ZERO;
     let mut buffers = None;
-    while acceptors.enlist() {
+    while let Some(listener) = acceptors.enlist() {
         let accepted = listener.accept();
+        drop(listener);
         let Some(waiting) = acceptors.delist() else {
             return; // woken to stop, or a client too late: closed unserved
         };

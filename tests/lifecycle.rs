@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{get, kept_alive, start, Client, Recorder};
+use common::{event_channel, get, kept_alive, start, wait_for_event, Client, Recorder};
 use healthz::{Health, Server, ShutdownToken};
 
 #[test]
@@ -249,6 +249,27 @@ fn shutdown_waits_for_a_request_in_flight() {
         .join()
         .unwrap()
         .expect("the request finished before the deadline");
+}
+
+#[test]
+fn new_connections_are_refused_while_shutdown_waits_for_a_request() {
+    let (hook, events) = event_channel();
+    let server = Server::new(Health::new())
+        .on_event(hook)
+        .shutdown_timeout(Duration::from_secs(30))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    // Threads back in accept, and one serving: none may keep the port open.
+    drop(kept_alive(addr, 4, 503));
+    let mut client = request_in_flight(addr);
+    let stopper = thread::spawn(move || server.shutdown());
+    wait_for_event(&events, "shutting down");
+    let refused = TcpStream::connect(addr).expect_err("the listening socket is closed");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    client.send(b"cd");
+    assert!(client.closed(), "closed once its request is complete");
+    stopper.join().unwrap().unwrap();
 }
 
 #[test]
