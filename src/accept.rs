@@ -25,10 +25,11 @@ pub(crate) struct Acceptors {
     stack_size: usize,
     /// Most threads waiting in `accept` at once (at least 1).
     max_waiting: usize,
-    /// Threads in `accept`, or about to call it. `SeqCst` with `closed`: a
-    /// thread that counts itself and then finds `closed` clear is counted by
-    /// `close`, which wakes it.
+    /// Threads in `accept`, or about to call it. A thread counts itself
+    /// before it takes the listener, and `close` removes the listener before
+    /// it reads the count: a thread that got the listener is counted, and woken.
     waiting: AtomicUsize,
+    /// Set when accepting ends, before the listener is removed.
     closed: AtomicBool,
     /// `None` once accepting has ended. A thread holds a clone only while in
     /// `accept`, so the socket closes (and new clients are refused) as soon
