@@ -77,14 +77,23 @@ impl Acceptors {
     }
 
     /// Takes a waiting place: the listener to accept on, or `None` if this
-    /// thread should end instead (accepting is over, or enough threads wait).
+    /// thread should end instead (enough threads wait, or accepting is over).
+    ///
+    /// The count only ever moves by one exact step, never up and back down
+    /// when there are enough waiting threads: so a thread that ends here has
+    /// seen another one really waiting, and whoever takes the last place sees
+    /// zero and starts a thread. Someone is always accepting.
     fn enlist(&self) -> Option<Arc<TcpListener>> {
-        let listener = if self.waiting.fetch_add(1, Ordering::SeqCst) < self.max_waiting {
-            let listener = self.listener.read().unwrap_or_else(PoisonError::into_inner);
-            listener.clone()
-        } else {
-            None
-        };
+        self.waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |waiting| {
+                (waiting < self.max_waiting).then_some(waiting + 1)
+            })
+            .ok()?;
+        let listener = self
+            .listener
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if listener.is_none() {
             self.delist();
         }
