@@ -18,13 +18,27 @@ fn server_threads() -> usize {
         .count()
 }
 
+/// `count()` once it equals `want`, or after 5 s. A thread that has been
+/// joined can still be listed in `/proc` for a moment, until the kernel has
+/// finished its exit; no signal says when, so this polls, bounded in time.
+fn settled(count: fn() -> usize, want: usize) -> usize {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = count();
+        if now == want || std::time::Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Held by each test here: they count the same threads.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn every_thread_the_server_started_is_gone_after_shutdown() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(server_threads(), 0);
+    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
     let health = Health::new();
     health.ready();
     let server = Server::new(health)
@@ -48,7 +62,7 @@ fn every_thread_the_server_started_is_gone_after_shutdown() {
     let error = server.shutdown().unwrap_err();
     assert_eq!(error.connections_cut(), 1);
     assert_eq!(error.threads_left(), 0);
-    assert_eq!(server_threads(), 0, "threads left after shutdown");
+    assert_eq!(settled(server_threads, 0), 0, "threads left after shutdown");
 }
 
 #[test]
@@ -88,17 +102,13 @@ fn after_a_burst_only_the_spare_threads_stay_in_accept() {
         "a thread per connection, one in accept"
     );
     drop(held);
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while conn_threads() != 2 && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10)); // no signal for "a thread ended"
-    }
     assert_eq!(
-        conn_threads(),
+        settled(conn_threads, 2),
         2,
         "the two spares stay in accept, the rest end"
     );
     server.shutdown().unwrap();
-    assert_eq!(conn_threads(), 0);
+    assert_eq!(settled(conn_threads, 0), 0);
 }
 
 fn conn_threads() -> usize {
