@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{event_channel, get, raw, wait_for_event, Client, PATIENCE};
+use common::{event_channel, get, kept_alive, raw, wait_for_event, Client, PATIENCE};
 use healthz::{Health, Server};
 
 fn ready() -> Health {
@@ -294,6 +294,27 @@ fn hostile_inputs_get_a_400_or_a_plain_close_and_nothing_else() {
         String::from_utf8_lossy(&huge)
     );
     assert_eq!(get(addr, "/healthz").status, 200);
+}
+
+#[test]
+fn with_one_spare_thread_someone_still_accepts_while_every_thread_holds_a_client() {
+    // Every thread that takes the last place in accept must start another
+    // before it serves: here each of 100 clients, opened from 4 threads at
+    // once, keeps its thread busy for the whole test.
+    let server = Server::new(ready())
+        .spare_threads(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    let openers: Vec<_> = (0..4)
+        .map(|_| thread::spawn(move || kept_alive(addr, 25, 200)))
+        .collect();
+    let held: Vec<Vec<Client>> = openers.into_iter().map(|o| o.join().unwrap()).collect();
+    assert_eq!(held.iter().map(Vec::len).sum::<usize>(), 100);
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/healthz").status, 200);
+    }
+    server.shutdown().unwrap();
 }
 
 #[test]
