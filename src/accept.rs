@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -29,8 +29,9 @@ pub(crate) struct Acceptors {
     /// before it takes the listener, and `close` removes the listener before
     /// it reads the count: a thread that got the listener is counted, and woken.
     waiting: AtomicUsize,
-    /// Set when accepting ends, before the listener is removed.
-    closed: AtomicBool,
+    /// Set when accepting ends, before the listener is removed; also cuts
+    /// short a pause after an `accept` error.
+    closed: Latch,
     /// `None` once accepting has ended. A thread holds a clone only while in
     /// `accept`, so the socket closes (and new clients are refused) as soon
     /// as the last thread is back. Read-locked per connection: no writer
@@ -41,8 +42,6 @@ pub(crate) struct Acceptors {
     /// For `wait_all_back`: signalled, under its lock, when a thread comes
     /// back from `accept` after accepting ended.
     back: (Mutex<()>, Condvar),
-    /// Set when accepting ends: cuts short a pause after an `accept` error.
-    over: Latch,
 }
 
 impl Acceptors {
@@ -51,11 +50,10 @@ impl Acceptors {
             stack_size,
             max_waiting,
             waiting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
+            closed: Latch::default(),
             listener: RwLock::new(Some(Arc::new(listener))),
             threads: Mutex::default(),
             back: (Mutex::new(()), Condvar::new()),
-            over: Latch::default(),
         }
     }
 
@@ -63,7 +61,7 @@ impl Acceptors {
     /// once accepting has ended.
     pub fn spawn(&self, shared: &Arc<Shared>) -> io::Result<()> {
         let mut threads = lock(&self.threads);
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.is_set() {
             return Ok(());
         }
         reap(&mut threads);
@@ -104,7 +102,7 @@ impl Acceptors {
     /// wait, or `None` if accepting has ended.
     fn delist(&self) -> Option<usize> {
         let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-        if self.closed.load(Ordering::SeqCst) {
+        if self.closed.is_set() {
             let _guard = lock(&self.back.0);
             self.back.1.notify_all();
             return None;
@@ -115,12 +113,11 @@ impl Acceptors {
     /// Ends accepting. Returns how many threads may be in `accept`: each needs
     /// a connection to wake it, and will close that connection unserved.
     pub fn close(&self) -> usize {
-        self.closed.store(true, Ordering::SeqCst);
+        self.closed.set();
         *self
             .listener
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        self.over.set();
         self.waiting.load(Ordering::SeqCst)
     }
 
@@ -176,7 +173,7 @@ fn work(shared: &Arc<Shared>) {
                 // Out of descriptors or memory: retrying at once would spin. The
                 // pause ends early when accepting ends.
                 backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                acceptors.over.wait_timeout(backoff);
+                acceptors.closed.wait_timeout(backoff);
             }
         }
     }
