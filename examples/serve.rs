@@ -118,11 +118,8 @@ fn main() -> ExitCode {
     let server = match server {
         Ok(server) => server,
         Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}: {}",
-                options.addr,
-                os_message(&e)
-            );
+            let reason = e.io_error().map_or_else(|| e.to_string(), os_message);
+            eprintln!("error: cannot listen on {}: {reason}", options.addr);
             return ExitCode::FAILURE;
         }
     };

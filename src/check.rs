@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::error::LONGEST;
 use crate::sync::{lock, wait_until};
-use crate::LONGEST;
 
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
 pub(crate) const MAX_REASON: usize = 128;

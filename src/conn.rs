@@ -1,316 +1,258 @@
-//! One client connection on its own thread: read a request head within its
-//! deadline, parse it, route it, write the answer, and keep the connection
-//! alive or close it.
+//! One client connection, on the thread that accepted it. Its life reads
+//! like the protocol: wait for a request (idle) → read its head (I/O only)
+//! → parse → mark the connection busy → route (checks run here) → write →
+//! keep alive or close.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::event::Event;
-use crate::http::{self, Parsed, Persist, Response};
-use crate::route;
-use crate::server::Shared;
-
-/// Waiting for the first byte of a request: closed at once on shutdown.
-const IDLE: u8 = 0;
-/// Receiving a request (head or body): in flight for shutdown.
-const READING: u8 = 1;
-/// Answering a request: in flight for shutdown, evicted only after every waiting connection.
-const BUSY: u8 = 2;
-/// Closed by the server (shutdown or eviction); the thread ends at its next read or write.
-const CLOSED: u8 = 3;
+use crate::date;
+use crate::error::client_went_away;
+use crate::event::{Event, Events};
+use crate::health::Health;
+use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
+use crate::registry::{Registered, Registry, State};
+use crate::route::{self, Routes};
 
 /// How long a closing connection keeps reading what the client still sends, so that
 /// the kernel does not reset the connection and destroy the response before it is read.
 const LINGER: Duration = Duration::from_millis(250);
 /// How much it reads while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
+/// A connection's receive buffer to start with; it grows, up to the request
+/// head limit, only for a head that needs it.
+const HEAD_START: usize = 1024;
+/// What the answer buffer keeps between connections; a burst of pipelined
+/// answers may have grown it far beyond.
+const OUT_KEPT: usize = 4096;
 
-/// A connection as the server sees it from outside its thread: the socket (to close it)
-/// and what the thread is doing (to decide whether it may be closed).
-pub(crate) struct Slot {
-    stream: TcpStream,
-    peer: SocketAddr,
-    state: AtomicU8,
-    /// When it entered its state, in ms since the server started (for eviction order).
-    since: AtomicU64,
+/// The limits and timeouts of one connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// For a whole request head: from accept for a connection's first
+    /// request, from its first byte for later ones.
+    pub request_timeout: Duration,
+    /// Between requests on a kept-alive connection.
+    pub idle_timeout: Duration,
+    /// For writing one batch of answers.
+    pub write_timeout: Duration,
+    pub max_requests: u64,
+    pub max_body: u64,
+    pub head: http::Limits,
 }
 
-impl Slot {
-    pub fn new(stream: TcpStream, peer: SocketAddr, now_ms: u64) -> Slot {
-        Slot {
-            stream,
-            peer,
-            state: AtomicU8::new(IDLE),
-            since: AtomicU64::new(now_ms),
-        }
-    }
-
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// Moves to `state`, unless the server has closed the connection (then false).
-    ///
-    /// `SeqCst`, paired with the shutdown flag: a thread that publishes `IDLE` and
-    /// then finds the flag clear is sure to be seen idle, and closed, by shutdown.
-    fn enter(&self, state: u8, now_ms: u64) -> bool {
-        let moved = self
-            .state
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                (s != CLOSED).then_some(state)
-            })
-            .is_ok();
-        if moved {
-            self.since.store(now_ms, Ordering::Relaxed);
-        }
-        moved
-    }
-
-    fn is_closed(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == CLOSED
-    }
-
-    /// Which connection to evict first at the connection cap: the smallest key.
-    ///
-    /// Connections waiting for their client (idle, or receiving a request) go
-    /// first, longest-waiting first; one being answered goes only when all
-    /// are being answered, and then the one stuck longest (its client does not
-    /// read). `None` once closed.
-    pub fn eviction_key(&self) -> Option<(bool, u64)> {
-        let since = self.since.load(Ordering::Relaxed);
-        match self.state.load(Ordering::SeqCst) {
-            IDLE | READING => Some((false, since)),
-            BUSY => Some((true, since)),
-            _ => None,
-        }
-    }
-
-    /// Closes the socket if the connection is idle; the thread then ends.
-    pub fn close_if_idle(&self) -> bool {
-        self.close_if(|s| s == IDLE)
-    }
-
-    /// Closes the socket whatever the thread is doing (the shutdown deadline).
-    pub fn close(&self) -> bool {
-        self.close_if(|s| s != CLOSED)
-    }
-
-    fn close_if(&self, allowed: impl Fn(u8) -> bool) -> bool {
-        let closed = self
-            .state
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                allowed(s).then_some(CLOSED)
-            })
-            .is_ok();
-        if closed {
-            // Wakes the thread from a blocked read or write.
-            let _ = self.stream.shutdown(Shutdown::Both);
-        }
-        closed
-    }
+/// What every connection of one server shares: how to treat it, what to
+/// answer from, where to report, and the registry it joins.
+pub(crate) struct Service {
+    pub settings: Settings,
+    pub routes: Routes,
+    pub health: Health,
+    pub events: Events,
+    pub registry: Registry,
 }
 
 /// A connection thread's buffers, kept from one connection to the next so
 /// that a new connection allocates nothing here.
+#[derive(Default)]
 pub(crate) struct Buffers {
-    /// Received bytes: exactly one request head long at most.
-    head: Box<[u8]>,
+    /// Received bytes: at most one request head long.
+    head: Vec<u8>,
     /// Answers not yet written: pipelined answers leave in one write.
     out: Vec<u8>,
-    date: DateCache,
+    date: date::Cache,
 }
 
-/// What `out` keeps between connections; a burst of pipelined answers may
-/// have grown it far beyond.
-const OUT_KEPT: usize = 4096;
-
-impl Buffers {
-    pub fn new(max_head: usize) -> Buffers {
-        Buffers {
-            head: vec![0; max_head].into_boxed_slice(),
-            out: Vec::with_capacity(256),
-            date: DateCache::default(),
-        }
-    }
-}
-
-/// Serves one connection until it closes, reporting what went wrong, if anything.
-pub(crate) fn serve(shared: &Shared, slot: &Slot, buffers: &mut Buffers) {
+/// Serves a connection accepted at `accepted`, on this thread, until it ends:
+/// registers it (making room at the connection cap), serves it, and
+/// unregisters it. A connection that comes after accepting ended is closed
+/// unserved.
+pub(crate) fn serve(
+    service: &Service,
+    stream: TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+    buffers: &mut Buffers,
+) {
+    let events = &service.events;
+    let evicted = |peer| {
+        let reason = "evicted: connection limit reached";
+        events.emit(Event::Rejected { peer, reason });
+    };
+    let Some(registered) = service.registry.register(stream, peer, evicted) else {
+        return;
+    };
+    buffers.head.resize(HEAD_START, 0);
+    buffers.head.shrink_to(HEAD_START);
     buffers.out.clear();
     buffers.out.shrink_to(OUT_KEPT);
+    let stream = registered.slot().stream();
     let mut conn = Conn {
-        shared,
-        slot,
-        stream: &slot.stream,
-        buf: &mut buffers.head,
-        filled: 0,
-        out: &mut buffers.out,
-        read_timeout: None,
-        date: &mut buffers.date,
+        service,
+        conn: &registered,
+        input: Input {
+            stream,
+            buf: &mut buffers.head,
+            filled: 0,
+            max: service.settings.head.max_head,
+            read_timeout: None,
+        },
+        output: Output {
+            stream,
+            out: &mut buffers.out,
+            date: &mut buffers.date,
+            write_timeout: service.settings.write_timeout,
+        },
     };
-    let result = conn.run();
-    if let Err(error) = result {
-        if !slot.is_closed() {
-            shared.events.emit(Event::ConnectionError {
-                peer: slot.peer,
-                error,
-            });
+    if let Err(error) = conn.run(accepted) {
+        if !registered.slot().is_closed() {
+            events.emit(Event::ConnectionError { peer, error });
         }
     }
 }
 
 struct Conn<'a> {
-    shared: &'a Shared,
-    slot: &'a Slot,
-    stream: &'a TcpStream,
-    /// Received bytes; the first `filled` are not yet consumed.
-    buf: &'a mut [u8],
-    filled: usize,
-    /// Answers not yet written.
-    out: &'a mut Vec<u8>,
-    /// The read timeout set on the socket, to skip a system call when it is unchanged.
-    read_timeout: Option<Duration>,
-    date: &'a mut DateCache,
+    service: &'a Service,
+    conn: &'a Registered<'a>,
+    input: Input<'a>,
+    output: Output<'a>,
 }
 
-/// How a request head arrived, or why it did not.
-enum Head {
-    Request {
-        response: Response<'static>,
-        len: usize,
-        keep_alive: bool,
-        http11: bool,
-        content_length: u64,
-    },
-    /// The client closed or the server closed the connection: nothing to answer.
-    Gone,
+/// What came in where a request head was expected.
+enum Head<'b> {
+    /// A whole head, and how many bytes it took.
+    Complete(Request<'b>, usize),
+    /// Malformed or oversized: answered with an error, then closed.
+    Refused(Method, ParseError),
+    /// The deadline passed first: answered with 408, then closed.
+    TimedOut(Method),
 }
 
 impl Conn<'_> {
-    fn run(&mut self) -> io::Result<()> {
-        let config = &self.shared.config;
-        self.stream.set_write_timeout(Some(config.write_timeout))?;
-        self.stream.set_nodelay(true)?;
-        // A new connection has one request timeout to start its request; after
-        // that, a kept-alive connection may wait the idle timeout between requests.
-        let mut wait = config.request_timeout;
+    fn run(&mut self, accepted: Instant) -> io::Result<()> {
+        let settings = &self.service.settings;
+        self.output
+            .stream
+            .set_write_timeout(Some(settings.write_timeout))?;
+        self.output.stream.set_nodelay(true)?;
         let mut served: u64 = 0;
+        // The first request's head is due a request timeout after accept.
+        let mut deadline = accepted + settings.request_timeout;
         loop {
-            if self.filled == 0 && !self.await_request(wait)? {
-                return Ok(());
-            }
-            if !self.slot.enter(READING, self.shared.millis()) {
-                return Ok(());
-            }
-            let deadline = Instant::now() + config.request_timeout;
-            let (mut response, len, keep_alive, http11, content_length) =
-                match self.read_head(deadline)? {
-                    Head::Request {
-                        response,
-                        len,
-                        keep_alive,
-                        http11,
-                        content_length,
-                    } => (response, len, keep_alive, http11, content_length),
-                    Head::Gone => return Ok(()),
+            // Idle: wait for the first byte of the next request.
+            if self.input.filled == 0 {
+                let arrived = if served == 0 {
+                    self.await_request(|input| input.read_until(deadline))?
+                } else {
+                    self.await_request(|input| input.read(settings.idle_timeout))?
                 };
-            if !self.slot.enter(BUSY, self.shared.millis()) {
+                if !arrived {
+                    return Ok(());
+                }
+            }
+            if served > 0 {
+                deadline = Instant::now() + settings.request_timeout;
+            }
+            if !self.conn.enter(State::Reading) {
+                return Ok(());
+            }
+
+            // Read a head until it parses, or never can.
+            let head = loop {
+                match http::parse(&self.input.buf[..self.input.filled], &settings.head) {
+                    Ok(Parsed::Complete(request, len)) => break Head::Complete(request, len),
+                    Ok(Parsed::Partial) => {}
+                    Err(error) => break Head::Refused(self.input.method(), error),
+                }
+                if let Some(stop) = self.receive(deadline)? {
+                    break stop;
+                }
+            };
+            let (request, len) = match head {
+                Head::Complete(request, len) => (request, len),
+                Head::Refused(method, error) => {
+                    let reason = "malformed or oversized request";
+                    return self.reject(route::refuse(method, error), reason);
+                }
+                Head::TimedOut(method) => {
+                    let reason = "request head not received in time";
+                    return self.reject(route::refusal(method, 408, b"request timeout\n"), reason);
+                }
+            };
+
+            // Busy from here: checks run while routing, and at the connection
+            // cap a busy connection is the last to go.
+            if !self.conn.enter(State::Busy) {
                 return Ok(());
             }
             served += 1;
-            let mut keep = keep_alive && served < config.max_requests_per_connection;
-            if content_length > config.max_body {
-                response = route::answer(http::Method::Get, 413, b"request body too large\n");
-                keep = false;
-            }
-            // Checked after the request is complete: during shutdown, say so and close.
-            keep &= !self.shared.stopping();
-            let persist = match (keep, http11) {
+            let body = request.content_length;
+            let too_large = body > settings.max_body;
+            let response = if too_large {
+                route::refusal(request.method, 413, b"request body too large\n")
+            } else {
+                route::route(&request, &self.service.health, &self.service.routes)
+            };
+            // Whether to keep alive is known once the request is complete; a
+            // server shutting down says so and closes.
+            let keep = request.keep_alive
+                && !too_large
+                && served < settings.max_requests
+                && !self.service.registry.is_closed();
+            let persist = match (keep, request.http11) {
                 (false, _) => Persist::Close,
                 (true, true) => Persist::KeepAlive,
                 (true, false) => Persist::KeepAlive10,
             };
-            http::write_response(self.out, &response, persist, self.date.now());
-            self.consume(len);
+            self.output.push(&response, persist);
+            self.input.consume(len);
+
+            // Keep alive, or close.
             if !keep {
-                self.flush()?;
-                if self.filled > 0 || content_length > 0 {
+                self.output.flush()?;
+                if self.input.filled > 0 || body > 0 {
                     self.linger();
                 }
                 return Ok(());
             }
-            if content_length > 0 {
-                if !self.slot.enter(READING, self.shared.millis()) {
-                    return Ok(());
-                }
-                if !self.skip_body(content_length, deadline)? {
-                    return Ok(());
-                }
+            if body > 0 && !(self.conn.enter(State::Reading) && self.skip_body(body, deadline)?) {
+                return Ok(());
             }
-            wait = config.idle_timeout;
         }
     }
 
-    /// Waits, idle, for the first byte of the next request. False when the
-    /// connection ends quietly: the client closed it, the idle time ran out, or the
-    /// server is shutting down.
-    fn await_request(&mut self, wait: Duration) -> io::Result<bool> {
-        self.flush()?;
-        if !self.slot.enter(IDLE, self.shared.millis()) || self.shared.stopping() {
+    /// Writes the answers still pending, then waits, idle, for the first
+    /// byte of a request with `read`. False when the connection ends
+    /// quietly: the client closed it, the wait ran out, or the server is
+    /// shutting down.
+    fn await_request(
+        &mut self,
+        read: impl FnOnce(&mut Input<'_>) -> io::Result<usize>,
+    ) -> io::Result<bool> {
+        self.output.flush()?;
+        if !self.conn.enter(State::Idle) || self.service.registry.is_closed() {
             return Ok(false);
         }
-        match self.read(wait) {
+        match read(&mut self.input) {
             Ok(n) => Ok(n > 0),
             // Between requests, silence and resets are how clients say goodbye.
-            Err(e) if is_timeout(&e) || is_disconnect(&e) => Ok(false),
+            Err(e) if is_timeout(&e) || client_went_away(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Reads until a whole request head is buffered, answering and closing on
-    /// malformed input or when the deadline passes first.
-    fn read_head(&mut self, deadline: Instant) -> io::Result<Head> {
-        let limits = self.shared.config.limits;
-        loop {
-            match http::parse(&self.buf[..self.filled], &limits) {
-                Ok(Parsed::Complete(request, len)) => {
-                    return Ok(Head::Request {
-                        response: route::route(
-                            &request,
-                            &self.shared.health,
-                            &self.shared.config.routes,
-                        ),
-                        len,
-                        keep_alive: request.keep_alive,
-                        http11: request.http11,
-                        content_length: request.content_length,
-                    })
-                }
-                Ok(Parsed::Partial) => {}
-                Err(error) => {
-                    self.reject(route::refuse(error), "malformed or oversized request")?;
-                    return Ok(Head::Gone);
-                }
-            }
-            // Answers to earlier pipelined requests leave before this thread blocks.
-            self.flush()?;
-            match self.read_until(deadline) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "client closed the connection mid-request",
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => {
-                    let timeout = route::answer(http::Method::Get, 408, b"request timeout\n");
-                    self.reject(timeout, "request head not received in time")?;
-                    return Ok(Head::Gone);
-                }
-                Err(e) => return Err(e),
-            }
+    /// Receives more of a request head by `deadline`; what came instead, if
+    /// anything did. Answers to earlier pipelined requests leave first.
+    fn receive(&mut self, deadline: Instant) -> io::Result<Option<Head<'static>>> {
+        self.output.flush()?;
+        match self.input.read_until(deadline) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client closed the connection mid-request",
+            )),
+            Ok(_) => Ok(None),
+            Err(e) if is_timeout(&e) => Ok(Some(Head::TimedOut(self.input.method()))),
+            Err(e) => Err(e),
         }
     }
 
@@ -318,14 +260,17 @@ impl Conn<'_> {
     /// False when it does not: the connection is closed, as the stream is lost.
     fn skip_body(&mut self, mut len: u64, deadline: Instant) -> io::Result<bool> {
         loop {
-            let take = self.filled.min(usize::try_from(len).unwrap_or(usize::MAX));
-            self.consume(take);
+            let take = self
+                .input
+                .filled
+                .min(usize::try_from(len).unwrap_or(usize::MAX));
+            self.input.consume(take);
             len -= take as u64;
             if len == 0 {
                 return Ok(true);
             }
-            self.flush()?;
-            match self.read_until(deadline) {
+            self.output.flush()?;
+            match self.input.read_until(deadline) {
                 Ok(0) => return Ok(false),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => return Ok(false),
@@ -336,12 +281,10 @@ impl Conn<'_> {
 
     /// Answers with an error, closes, and reports why.
     fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
-        http::write_response(self.out, &response, Persist::Close, self.date.now());
-        self.shared.events.emit(Event::Rejected {
-            peer: self.slot.peer,
-            reason,
-        });
-        self.flush()?;
+        self.output.push(&response, Persist::Close);
+        let peer = self.conn.slot().peer();
+        self.service.events.emit(Event::Rejected { peer, reason });
+        self.output.flush()?;
         self.linger();
         Ok(())
     }
@@ -350,20 +293,38 @@ impl Conn<'_> {
     /// moment. Closing with unread input would make the kernel send a reset that
     /// can destroy the answer before the client reads it.
     fn linger(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.input.stream.shutdown(Shutdown::Write);
         // The server may close it at once from here on.
-        if !self.slot.enter(IDLE, self.shared.millis()) {
+        if !self.conn.enter(State::Idle) {
             return;
         }
         let until = Instant::now() + LINGER;
         let mut drained = 0;
         while drained < LINGER_BYTES {
-            self.filled = 0;
-            match self.read_until(until) {
+            self.input.filled = 0;
+            match self.input.read_until(until) {
                 Ok(n) if n > 0 => drained += n,
                 _ => return,
             }
         }
+    }
+}
+
+/// The receiving side: the socket and the bytes received but not consumed.
+struct Input<'a> {
+    stream: &'a TcpStream,
+    buf: &'a mut Vec<u8>,
+    filled: usize,
+    /// The most the buffer grows to: the request head limit.
+    max: usize,
+    /// The read timeout set on the socket, to skip a system call when it is unchanged.
+    read_timeout: Option<Duration>,
+}
+
+impl Input<'_> {
+    /// The method of the request being received, for an answer that refuses it.
+    fn method(&self) -> Method {
+        http::method_of(&self.buf[..self.filled])
     }
 
     fn read_until(&mut self, deadline: Instant) -> io::Result<usize> {
@@ -378,6 +339,10 @@ impl Conn<'_> {
         if self.read_timeout != Some(timeout) {
             self.stream.set_read_timeout(Some(timeout))?;
             self.read_timeout = Some(timeout);
+        }
+        if self.filled == self.buf.len() && self.buf.len() < self.max {
+            let grown = (self.buf.len() * 4).clamp(HEAD_START, self.max);
+            self.buf.resize(grown, 0);
         }
         loop {
             match self.stream.read(&mut self.buf[self.filled..]) {
@@ -395,6 +360,20 @@ impl Conn<'_> {
         self.buf.copy_within(len..self.filled, 0);
         self.filled -= len;
     }
+}
+
+/// The sending side: answers gathered, then written in one go.
+struct Output<'a> {
+    stream: &'a TcpStream,
+    out: &'a mut Vec<u8>,
+    date: &'a mut date::Cache,
+    write_timeout: Duration,
+}
+
+impl Output<'_> {
+    fn push(&mut self, response: &Response<'_>, persist: Persist) {
+        http::write_response(self.out, response, persist, self.date.now());
+    }
 
     /// Writes the pending answers within one write timeout for the whole batch,
     /// so a client reading a byte at a time cannot hold the thread for long.
@@ -405,14 +384,14 @@ impl Conn<'_> {
     }
 
     fn write_out(&mut self) -> io::Result<()> {
-        let timeout = self.shared.config.write_timeout;
+        let mut stream = self.stream;
         let mut written = 0;
         let mut deadline = None;
         let result = loop {
             if written == self.out.len() {
                 break Ok(());
             }
-            match self.stream.write(&self.out[written..]) {
+            match stream.write(&self.out[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -420,16 +399,16 @@ impl Conn<'_> {
             }
             if written < self.out.len() {
                 // A partial write: the client is slow. Shrink the timeout to what is left.
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.write_timeout);
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break Err(io::ErrorKind::TimedOut.into());
                 }
-                self.stream.set_write_timeout(Some(left))?;
+                stream.set_write_timeout(Some(left))?;
             }
         };
         if deadline.is_some() {
-            self.stream.set_write_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(self.write_timeout))?;
         }
         result
     }
@@ -440,33 +419,4 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
-/// The `Date` header, formatted once per second per thread.
-#[derive(Default)]
-struct DateCache {
-    secs: u64,
-    text: [u8; http::DATE_LEN],
-}
-
-impl DateCache {
-    fn now(&mut self) -> &[u8] {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if secs != self.secs || self.text[0] == 0 {
-            self.secs = secs;
-            self.text = http::imf_fixdate(secs);
-        }
-        &self.text
-    }
 }

@@ -1,8 +1,34 @@
-//! The one error type of the crate's fallible, non-`io` calls: serving and shutting down.
+//! The one error type of the crate's fallible, non-`io` calls: serving and
+//! shutting down; and the helpers every module uses to make and read errors.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
+
+/// The longest timeout, delay or interval accepted anywhere: a year. Longer
+/// ones are refused with an error, as they would overflow a deadline.
+pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// An invalid configuration or argument: `InvalidInput`, prefixed `healthz: `.
+pub(crate) fn invalid(message: impl fmt::Display) -> io::Error {
+    refused(io::ErrorKind::InvalidInput, message)
+}
+
+/// A request the crate refuses, of `kind`, with a message prefixed `healthz: `.
+pub(crate) fn refused(kind: io::ErrorKind, message: impl fmt::Display) -> io::Error {
+    io::Error::new(kind, format!("healthz: {message}"))
+}
+
+/// Whether an I/O error says the client went away (reset or aborted the
+/// connection, or closed it under a write): normal life for a server, not a fault.
+pub(crate) fn client_went_away(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
 
 /// Why [`Running::shutdown`](crate::Running::shutdown) or
 /// [`Server::run`](crate::Server::run) did not end cleanly.
@@ -40,6 +66,18 @@ impl Error {
     pub(crate) fn deadline(after: Duration, cut: usize, stuck: usize) -> Error {
         Error {
             kind: Kind::Deadline { after, cut, stuck },
+        }
+    }
+
+    /// The kind of error, as `io::Error` names them: `InvalidInput` for an
+    /// invalid configuration (from [`Server::bind`](crate::Server::bind) and
+    /// [`Server::run`](crate::Server::run) alike), the operating system's
+    /// kind for a failure to bind or serve (`AddrInUse`, ...), and
+    /// `TimedOut` for a shutdown that reached its deadline.
+    pub fn kind(&self) -> io::ErrorKind {
+        match &self.kind {
+            Kind::Io(e) => e.kind(),
+            Kind::Deadline { .. } => io::ErrorKind::TimedOut,
         }
     }
 

@@ -6,11 +6,12 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::check::{Check, Runner, Schedule, Thresholds, Ticket};
+use crate::date::now;
+use crate::error::{invalid, refused};
 use crate::event::{deliver, Event, Hook};
-use crate::sync::{lock, Latch};
+use crate::sync::{lock, read, write, Latch};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay far below 10 KiB).
 pub(crate) const MAX_ENTRIES: usize = 32;
@@ -291,9 +292,7 @@ impl Health {
     }
 
     fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
-        check
-            .validate()
-            .map_err(|message| invalid(io::ErrorKind::InvalidInput, message))?;
+        check.validate().map_err(invalid)?;
         let runner = Runner::new(&check);
         let (state, failing) = match check.schedule {
             None => (
@@ -330,22 +329,15 @@ impl Health {
         check_name(&entry.name)?;
         let kind = entry.kind;
         {
-            let mut entries = self
-                .inner
-                .entries
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut entries = write(&self.inner.entries);
             if entries.iter().any(|e| e.name == entry.name) {
-                return Err(invalid(
+                return Err(refused(
                     io::ErrorKind::AlreadyExists,
                     format!("a target or check named `{}` already exists", entry.name),
                 ));
             }
             if entries.len() >= MAX_ENTRIES {
-                return Err(invalid(
-                    io::ErrorKind::InvalidInput,
-                    format!("at most {MAX_ENTRIES} targets and checks"),
-                ));
+                return Err(invalid(format!("at most {MAX_ENTRIES} targets and checks")));
             }
             if failing {
                 self.inner.failing[kind as usize].fetch_add(1, Ordering::SeqCst);
@@ -449,11 +441,7 @@ impl Health {
         only: Option<&str>,
         exclude: &[&str],
     ) -> Option<Report> {
-        let entries: Vec<Arc<Entry>> = self
-            .inner
-            .entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
             .iter()
             .filter(|e| e.kind == kind)
             .cloned()
@@ -570,7 +558,7 @@ impl Health {
             .filter(|i| i.status == Status::Fail)
             .map(|i| i.name)
             .collect();
-        let entries = self.inner.entries.read().unwrap_or_else(|e| e.into_inner());
+        let entries = read(&self.inner.entries);
         for entry in entries.iter().filter(|e| e.kind == kind) {
             let ok = match &entry.state {
                 EntryState::Target(ready) => ready.load(Ordering::SeqCst),
@@ -739,27 +727,15 @@ fn check_name(name: &str) -> io::Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !valid {
-        return Err(invalid(
-            io::ErrorKind::InvalidInput,
-            format!("invalid name `{name}`: use 1 to {MAX_NAME} letters, digits, `.`, `_` or `-`"),
-        ));
+        return Err(invalid(format!(
+            "invalid name `{name}`: use 1 to {MAX_NAME} letters, digits, `.`, `_` or `-`"
+        )));
     }
     if RESERVED.contains(&name) {
-        return Err(invalid(
+        return Err(refused(
             io::ErrorKind::AlreadyExists,
             format!("`{name}` is a built-in name"),
         ));
     }
     Ok(())
-}
-
-fn invalid(kind: io::ErrorKind, message: String) -> io::Error {
-    io::Error::new(kind, format!("healthz: {message}"))
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -82,6 +82,8 @@ pub(crate) enum ParseError {
     TransferEncodingWithLength,
     /// `Transfer-Encoding` on a request: bodies of unknown length are not accepted.
     TransferEncoding,
+    /// More than [`MAX_EMPTY_LINES`] empty lines before the request line.
+    EmptyLines,
     /// The request line is longer than [`Limits::max_line`].
     LineTooLong,
     /// The head is longer than [`Limits::max_head`] or has too many fields.
@@ -114,6 +116,7 @@ impl fmt::Display for ParseError {
             ParseError::Host => "repeated Host header",
             ParseError::TransferEncodingWithLength => "Transfer-Encoding with Content-Length",
             ParseError::TransferEncoding => "Transfer-Encoding is not supported on requests",
+            ParseError::EmptyLines => "too many empty lines before the request line",
             ParseError::LineTooLong => "request line too long",
             ParseError::HeadTooLarge => "request head too large",
         })
@@ -137,14 +140,18 @@ pub(crate) fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, Pa
 type Step<T> = Result<Option<T>, ParseError>;
 
 fn parse_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseError> {
-    let (line, mut pos) = match request_line(buf)? {
+    let Some(start) = empty_lines(buf)? else {
+        return Ok(Parsed::Partial);
+    };
+    let (line, len) = match request_line(&buf[start..])? {
         Some(found) => found,
-        None if buf.len() >= limits.max_line => return Err(ParseError::LineTooLong),
+        None if buf.len() - start >= limits.max_line => return Err(ParseError::LineTooLong),
         None => return Ok(Parsed::Partial),
     };
-    if pos > limits.max_line {
+    if len > limits.max_line {
         return Err(ParseError::LineTooLong);
     }
+    let mut pos = start + len;
 
     let mut fields = Fields::default();
     loop {
@@ -196,6 +203,41 @@ struct RequestLine<'a> {
     http11: bool,
 }
 
+fn method(word: &[u8]) -> Method {
+    match word {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        b"OPTIONS" => Method::Options,
+        _ => Method::Other,
+    }
+}
+
+/// The method that a head, however partial or malformed, starts with (after
+/// any empty lines): so that even a refusal of a `HEAD` request has no body.
+pub(crate) fn method_of(buf: &[u8]) -> Method {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
+    let word = &buf[start.unwrap_or(buf.len())..];
+    let end = word.iter().position(|&b| b == b' ').unwrap_or(word.len());
+    method(&word[..end])
+}
+
+/// Most empty lines skipped before a request line. RFC 9112, section 2.2: a
+/// server SHOULD ignore at least one (some clients send a CRLF after a body).
+pub(crate) const MAX_EMPTY_LINES: usize = 4;
+
+/// Skips up to [`MAX_EMPTY_LINES`] empty lines; returns where the request line starts.
+fn empty_lines(buf: &[u8]) -> Step<usize> {
+    let mut pos = 0;
+    for _ in 0..=MAX_EMPTY_LINES {
+        match line_end(buf, pos)? {
+            Some((0, next)) => pos = next,
+            Some(_) => return Ok(Some(pos)),
+            None => return Ok(None),
+        }
+    }
+    Err(ParseError::EmptyLines)
+}
+
 /// `METHOD SP TARGET SP HTTP/1.x` and a line ending; returns it and where the next line starts.
 fn request_line(buf: &[u8]) -> Step<(RequestLine<'_>, usize)> {
     let method_end = match buf.iter().position(|&b| !is_method_byte(b)) {
@@ -205,12 +247,7 @@ fn request_line(buf: &[u8]) -> Step<(RequestLine<'_>, usize)> {
     if method_end == 0 || buf[method_end] != b' ' {
         return Err(ParseError::Method);
     }
-    let method = match &buf[..method_end] {
-        b"GET" => Method::Get,
-        b"HEAD" => Method::Head,
-        b"OPTIONS" => Method::Options,
-        _ => Method::Other,
-    };
+    let method = method(&buf[..method_end]);
 
     let target_start = method_end + 1;
     let target_len = match buf[target_start..].iter().position(|&b| !is_target_byte(b)) {
@@ -536,75 +573,6 @@ pub(crate) fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub(crate) const DATE_LEN: usize = 29;
-
-/// Formats seconds since the Unix epoch as an IMF-fixdate (RFC 9110, section 5.6.7).
-pub(crate) fn imf_fixdate(unix_secs: u64) -> [u8; DATE_LEN] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_secs / 86_400;
-    let secs_of_day = unix_secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-
-    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
-    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    two_digits(&mut out[5..7], day);
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    let year = year.min(9999);
-    two_digits(&mut out[12..14], year / 100);
-    two_digits(&mut out[14..16], year % 100);
-    two_digits(&mut out[17..19], secs_of_day / 3600);
-    two_digits(&mut out[20..22], secs_of_day / 60 % 60);
-    two_digits(&mut out[23..25], secs_of_day % 60);
-    out
-}
-
-/// Formats seconds since the Unix epoch as RFC 3339 UTC: `2026-11-25T22:10:00Z`.
-pub(crate) fn rfc3339(unix_secs: u64) -> String {
-    let (year, month, day) = civil_from_days(unix_secs / 86_400);
-    let secs = unix_secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn two_digits(out: &mut [u8], n: u64) {
-    out[0] = b'0' + (n / 10 % 10) as u8;
-    out[1] = b'0' + (n % 10) as u8;
-}
-
-/// Gregorian (year, month 1..=12, day 1..=31) for a count of days since 1970-01-01.
-///
-/// Counts in 400-year eras that start on 1 March, so the leap day is the last
-/// day of its year and every month length except February's is fixed.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    const DAYS_PER_ERA: u64 = 146_097;
-    // 1970-01-01 is day 719_468 after 0000-03-01.
-    let z = days + 719_468;
-    let era = z / DAYS_PER_ERA;
-    let day_of_era = z % DAYS_PER_ERA;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524
-        - day_of_era / (DAYS_PER_ERA - 1))
-        / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,6 +656,36 @@ mod tests {
     fn test_forbid_lowercase_and_empty_methods() {
         assert_eq!(error(b"get / HTTP/1.1\r\n\r\n"), ParseError::Method);
         assert_eq!(error(b" / HTTP/1.1\r\n\r\n"), ParseError::Method);
+    }
+
+    #[test]
+    fn test_ignore_a_few_empty_lines_before_the_request_line() {
+        let (request, len) = complete(b"\r\nGET /healthz HTTP/1.1\r\n\r\n");
+        assert_eq!((request.path, len), ("/healthz", 27));
+        let (request, len) = complete(b"\n\r\n\r\n\nGET /x HTTP/1.1\r\n\r\n");
+        assert_eq!((request.path, len), ("/x", 25));
+        assert_eq!(parse(b"\r\n\r", &LIMITS), Ok(Parsed::Partial));
+        assert_eq!(parse(b"\r\n\r\n", &LIMITS), Ok(Parsed::Partial));
+    }
+
+    #[test]
+    fn test_forbid_more_empty_lines_than_the_bound() {
+        let many = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
+        assert_eq!(error(&many), ParseError::EmptyLines);
+        let bare = [&b"\r\n\r"[..], b"x"].concat();
+        assert_eq!(error(&bare), ParseError::BareCr);
+    }
+
+    #[test]
+    fn test_tell_the_method_of_a_head_that_does_not_parse() {
+        assert_eq!(
+            method_of(b"HEAD /healthz HTTP/1.1\r\nBad Name: x"),
+            Method::Head
+        );
+        assert_eq!(method_of(b"\r\nHEAD /x"), Method::Head);
+        assert_eq!(method_of(b"GET"), Method::Get);
+        assert_eq!(method_of(b"HEADX /"), Method::Other);
+        assert_eq!(method_of(b""), Method::Other);
     }
 
     #[test]
@@ -974,33 +972,6 @@ mod tests {
     }
 
     #[test]
-    fn test_imf_fixdate_known_instants() {
-        let cases: [(u64, &str); 8] = [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (951_868_799, "Tue, 29 Feb 2000 23:59:59 GMT"),
-            (951_868_800, "Wed, 01 Mar 2000 00:00:00 GMT"),
-            (4_107_542_400, "Mon, 01 Mar 2100 00:00:00 GMT"),
-            (1_709_164_800, "Thu, 29 Feb 2024 00:00:00 GMT"),
-            (1_735_689_599, "Tue, 31 Dec 2024 23:59:59 GMT"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(
-                std::str::from_utf8(&imf_fixdate(secs)).unwrap(),
-                want,
-                "{secs}"
-            );
-        }
-    }
-
-    #[test]
-    fn test_rfc3339_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_868_799), "2000-02-29T23:59:59Z");
-    }
-
-    #[test]
     fn test_accept_json_when_accept_names_a_json_type() {
         assert!(
             complete(b"GET / HTTP/1.1\r\nAccept: application/health+json\r\n\r\n")
@@ -1017,31 +988,6 @@ mod tests {
                 .0
                 .accept_json
         );
-    }
-
-    #[test]
-    fn test_imf_fixdate_walks_every_day_for_four_centuries() {
-        // Independent day-by-day calendar: month lengths with the Gregorian leap rule.
-        let (mut year, mut month, mut day) = (1970u64, 1u64, 1u64);
-        for days in 0..146_097 + 365 * 30 {
-            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
-            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-            let len = match month {
-                2 if leap => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            day += 1;
-            if day > len {
-                day = 1;
-                month += 1;
-                if month > 12 {
-                    month = 1;
-                    year += 1;
-                }
-            }
-        }
     }
 }
 

@@ -102,11 +102,13 @@
 mod accept;
 mod check;
 mod conn;
+mod date;
 mod error;
 mod event;
 mod health;
 mod http;
 mod probe;
+mod registry;
 mod render;
 mod route;
 mod server;
@@ -121,10 +123,6 @@ pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::FailureBody;
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
-
-/// The longest timeout, delay or interval accepted anywhere: a year. Longer
-/// ones are refused with an error, as they would overflow a deadline.
-pub(crate) const LONGEST: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -203,7 +203,7 @@ impl Probe {
 
     /// Runs the probe once.
     pub fn run(&self) -> Result<ProbeResponse, ProbeError> {
-        if self.timeout.is_zero() || self.timeout > crate::LONGEST {
+        if self.timeout.is_zero() || self.timeout > crate::error::LONGEST {
             return Err(ProbeError::new(
                 ProbeErrorKind::InvalidTarget,
                 "the timeout must be above zero and at most a year",

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::date;
 use crate::health::{Report, Status};
-use crate::http;
 
 /// `[+]name ok` / `[-]name failed: reason withheld` lines, then the verdict,
 /// as Kubernetes' `?verbose` does.
@@ -70,7 +70,7 @@ pub(crate) fn json(report: &Report, show_reasons: bool) -> Vec<u8> {
             escape_into(&mut out, reason);
             out.push('"');
         }
-        let _ = write!(out, ",\"time\":\"{}\"}}]", http::rfc3339(item.at));
+        let _ = write!(out, ",\"time\":\"{}\"}}]", date::rfc3339(item.at));
     }
     out.push('}');
     if !report.unmatched.is_empty() {

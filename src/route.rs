@@ -3,6 +3,9 @@
 //! sees bytes or sockets.
 
 use std::borrow::Cow;
+use std::io;
+
+use crate::error::invalid;
 
 use crate::health::{Health, Kind, Report};
 use crate::http::{Method, ParseError, Request, Response};
@@ -47,6 +50,31 @@ impl Default for Routes {
             failure_body: FailureBody::Text,
             show_reasons: false,
         }
+    }
+}
+
+impl Routes {
+    /// Refuses statuses and prefixes the endpoints cannot be served with.
+    pub fn validate(&self) -> io::Result<()> {
+        if ![200, 204].contains(&self.success) || ![500, 503].contains(&self.failure) {
+            return Err(invalid(format!(
+                "success_status must be 200 or 204 and failure_status 503 or 500, not {} and {}",
+                self.success, self.failure
+            )));
+        }
+        let prefix = &self.prefix;
+        let prefix_ok = prefix.is_empty()
+            || (prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && prefix
+                    .bytes()
+                    .all(|b| (0x21..0x7f).contains(&b) && b != b'?'));
+        if !prefix_ok {
+            return Err(invalid(format!(
+                "path_prefix `{prefix}` must start with `/`, not end with one, and be printable ASCII"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -165,15 +193,27 @@ impl<'a> Query<'a> {
     }
 }
 
-/// The answer to a request the parser refused.
-pub(crate) fn refuse(error: ParseError) -> Response<'static> {
+/// The answer to a request the parser refused; `method` is what its head
+/// started with, so that a refused `HEAD` gets no body either.
+pub(crate) fn refuse(method: Method, error: ParseError) -> Response<'static> {
     let body: &'static [u8] = match error.status() {
         414 => b"request line too long\n",
         431 => b"request head too large\n",
         501 => b"not implemented\n",
         _ => b"bad request\n",
     };
-    answer(Method::Get, error.status(), body)
+    refusal(method, error.status(), body)
+}
+
+/// An error answer to a request not served: its text body, except to `HEAD`.
+pub(crate) fn refusal(method: Method, status: u16, body: &'static [u8]) -> Response<'static> {
+    Response {
+        status,
+        content_type: TEXT,
+        body: Cow::Borrowed(body),
+        omit_body: method == Method::Head,
+        allow: false,
+    }
 }
 
 /// A plain-text answer; HEAD gets the same headers without the body.

@@ -1,26 +1,25 @@
-//! The server: its configuration, the connections' registry, and the
-//! supervisor that waits for the shutdown token, then drains, stops
-//! accepting, and joins every thread.
+//! The server: its configuration, and its lifecycle from bind to the last
+//! joined thread. Shutdown is one sequence, read top to bottom in
+//! [`Lifecycle::shut_down`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::accept::Acceptors;
-use crate::conn::{self, Slot};
-use crate::error::Error;
+use crate::accept::{Acceptors, Spares};
+use crate::conn::{Service, Settings};
+use crate::error::{invalid, Error, LONGEST};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
+use crate::registry::Registry;
 use crate::route::{FailureBody, Routes};
-use crate::shutdown::{self, ShutdownToken};
-use crate::sync::{lock, wait_until, Latch};
-use crate::LONGEST;
+use crate::shutdown::ShutdownToken;
+use crate::sync::{lock, Latch};
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
@@ -52,49 +51,50 @@ pub struct Server {
 /// Every limit and timeout; see the builder methods for meanings and defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub request_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
+    pub conn: Settings,
+    pub routes: Routes,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
-    pub max_requests_per_connection: u64,
-    pub max_body: u64,
-    pub limits: Limits,
-    pub stack_size: usize,
-    pub routes: Routes,
     pub drain_delay: Duration,
-    pub spare_threads: usize,
+    pub spares: Spares,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(10),
+            conn: Settings {
+                request_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(10),
+                max_requests: 10_000,
+                max_body: 64 * 1024,
+                head: Limits {
+                    max_line: 4 * 1024,
+                    max_head: 8 * 1024,
+                    max_headers: 64,
+                },
+            },
+            routes: Routes::default(),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 1024,
-            max_requests_per_connection: 10_000,
-            max_body: 64 * 1024,
-            limits: Limits {
-                max_line: 4 * 1024,
-                max_head: 8 * 1024,
-                max_headers: 64,
-            },
-            stack_size: 128 * 1024,
-            routes: Routes::default(),
             drain_delay: Duration::ZERO,
-            spare_threads: 16,
+            spares: Spares {
+                max: 16,
+                quiet: Duration::from_secs(5),
+                stack_size: 128 * 1024,
+            },
         }
     }
 }
 
 impl Config {
     fn validate(&self) -> io::Result<()> {
+        let conn = &self.conn;
         let durations = [
-            ("request_timeout", self.request_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("write_timeout", self.write_timeout),
+            ("request_timeout", conn.request_timeout),
+            ("idle_timeout", conn.idle_timeout),
+            ("write_timeout", conn.write_timeout),
+            ("spare_thread_timeout", self.spares.quiet),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(invalid(format!("{name} must be greater than zero")));
@@ -108,56 +108,30 @@ impl Config {
         }
         let counts = [
             ("max_connections", self.max_connections as u64),
-            (
-                "max_requests_per_connection",
-                self.max_requests_per_connection,
-            ),
-            ("max_headers", self.limits.max_headers as u64),
-            ("spare_threads", self.spare_threads as u64),
+            ("max_requests_per_connection", conn.max_requests),
+            ("max_headers", conn.head.max_headers as u64),
+            ("spare_threads", self.spares.max as u64),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(invalid(format!("{name} must be at least 1")));
         }
-        if self.limits.max_line < 16 || self.limits.max_head < self.limits.max_line {
+        if conn.head.max_line < 16 || conn.head.max_head < conn.head.max_line {
             return Err(invalid(
-                "max_request_line must be at least 16 bytes and at most max_request_head".into(),
+                "max_request_line must be at least 16 bytes and at most max_request_head",
             ));
         }
-        if self.limits.max_head > 1024 * 1024 {
+        if conn.head.max_head > 1024 * 1024 {
             return Err(invalid(
-                "max_request_head must be at most 1 MiB (it is each connection's buffer)".into(),
+                "max_request_head must be at most 1 MiB (it bounds each connection's buffer)",
             ));
         }
-        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.stack_size) {
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.spares.stack_size) {
             return Err(invalid(
-                "thread_stack_size must be between 64 KiB and 256 MiB".into(),
+                "thread_stack_size must be between 64 KiB and 256 MiB",
             ));
         }
-        let routes = &self.routes;
-        if ![200, 204].contains(&routes.success) || ![500, 503].contains(&routes.failure) {
-            return Err(invalid(format!(
-                "success_status must be 200 or 204 and failure_status 503 or 500, not {} and {}",
-                routes.success, routes.failure
-            )));
-        }
-        let prefix = &routes.prefix;
-        let prefix_ok = prefix.is_empty()
-            || (prefix.starts_with('/')
-                && !prefix.ends_with('/')
-                && prefix
-                    .bytes()
-                    .all(|b| (0x21..0x7f).contains(&b) && b != b'?'));
-        if !prefix_ok {
-            return Err(invalid(format!(
-                "path_prefix `{prefix}` must start with `/`, not end with one, and be printable ASCII"
-            )));
-        }
-        Ok(())
+        self.routes.validate()
     }
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("healthz: {message}"))
 }
 
 impl Server {
@@ -186,20 +160,20 @@ impl Server {
     /// (or from the connection's accept, for its first request), however it
     /// trickles in. Default 10 s. Past it the client gets 408 and is closed.
     pub fn request_timeout(mut self, timeout: Duration) -> Server {
-        self.config.request_timeout = timeout;
+        self.config.conn.request_timeout = timeout;
         self
     }
 
     /// Time a kept-alive connection may sit idle between requests. Default 30 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Server {
-        self.config.idle_timeout = timeout;
+        self.config.conn.idle_timeout = timeout;
         self
     }
 
     /// Time allowed for writing one batch of responses to a client that does not
     /// read. Default 10 s.
     pub fn write_timeout(mut self, timeout: Duration) -> Server {
-        self.config.write_timeout = timeout;
+        self.config.conn.write_timeout = timeout;
         self
     }
 
@@ -225,33 +199,33 @@ impl Server {
 
     /// Requests served on one connection before it is closed. Default 10 000.
     pub fn max_requests_per_connection(mut self, max: u64) -> Server {
-        self.config.max_requests_per_connection = max;
+        self.config.conn.max_requests = max;
         self
     }
 
     /// Largest request body read (and discarded); larger ones get 413 and a
     /// close. Default 64 KiB.
     pub fn max_body(mut self, bytes: u64) -> Server {
-        self.config.max_body = bytes;
+        self.config.conn.max_body = bytes;
         self
     }
 
     /// Longest request line; longer gets 414. Default 4 KiB.
     pub fn max_request_line(mut self, bytes: usize) -> Server {
-        self.config.limits.max_line = bytes;
+        self.config.conn.head.max_line = bytes;
         self
     }
 
     /// Longest request head (request line and headers); longer gets 431. It is
     /// also each connection's buffer size. Default 8 KiB, at most 1 MiB.
     pub fn max_request_head(mut self, bytes: usize) -> Server {
-        self.config.limits.max_head = bytes;
+        self.config.conn.head.max_head = bytes;
         self
     }
 
     /// Most header fields in a request; more gets 431. Default 64.
     pub fn max_headers(mut self, count: usize) -> Server {
-        self.config.limits.max_headers = count;
+        self.config.conn.head.max_headers = count;
         self
     }
 
@@ -320,51 +294,76 @@ impl Server {
     /// `accept`, or ends if this many threads wait there already. Waiting
     /// threads cost no CPU, and a connection that finds one costs no thread
     /// creation and no hand-off between threads. Default 16, at least 1.
+    ///
+    /// Spares are for bursts: see [`spare_thread_timeout`](Server::spare_thread_timeout).
     pub fn spare_threads(mut self, max: usize) -> Server {
-        self.config.spare_threads = max;
+        self.config.spares.max = max;
+        self
+    }
+
+    /// How long threads beyond the one waiting in `accept` stay once no new
+    /// connection comes: after a burst, when connections have been quiet this
+    /// long, every waiting thread but one ends, so the server's footprint at
+    /// rest (threads, memory) comes back to where it started. Default 5 s.
+    ///
+    /// Sending them home costs nothing at rest: a timer runs only while there
+    /// are extra threads, and wakes them by connecting to the server (those
+    /// connections are closed unserved and never counted).
+    pub fn spare_thread_timeout(mut self, quiet: Duration) -> Server {
+        self.config.spares.quiet = quiet;
         self
     }
 
     /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
-        self.config.stack_size = bytes;
+        self.config.spares.stack_size = bytes;
         self
     }
 
     /// Binds `addr` now, in the calling thread, and serves in the background.
     ///
-    /// Binding errors ("address in use", "permission denied") are returned here.
-    /// Port 0 picks a free port: see [`Running::local_addr`].
-    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Running> {
+    /// The configuration is checked first (an invalid one is an error of kind
+    /// `InvalidInput`, before any socket is opened); then binding errors
+    /// ("address in use", "permission denied") are returned here. Port 0
+    /// picks a free port: see [`Running::local_addr`].
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Running, Error> {
+        self.config.validate()?;
         self.listen(TcpListener::bind(addr)?)
     }
 
     /// Serves on a listener you bound yourself, on background threads.
-    pub fn listen(self, listener: TcpListener) -> io::Result<Running> {
+    pub fn listen(self, listener: TcpListener) -> Result<Running, Error> {
         let token = ShutdownToken::new();
-        let ready = self.prepare(listener, token.clone())?;
-        let addr = ready.addr;
-        let shared = ready.shared.clone();
+        let lifecycle = self.start(listener, token.clone())?;
+        let drain_delay = lifecycle.drain_delay.clone();
+        let bound = lifecycle.bound();
+        let addr = lifecycle.addr;
         let done = Arc::new(Latch::default());
         let signal = done.clone();
         let supervisor = thread::Builder::new()
             .name("healthz-server".into())
-            .stack_size(shared.config.stack_size)
+            .stack_size(lifecycle.acceptors_stack())
             .spawn(move || {
                 let _done = SetOnDrop(&signal);
-                serve(ready)
-            })?;
-        let running = Running {
+                lifecycle.supervise()
+            });
+        let supervisor = match supervisor {
+            Ok(supervisor) => supervisor,
+            Err(e) => {
+                // Nobody would wait for the token: stop what has started.
+                token.trigger();
+                return Err(e.into());
+            }
+        };
+        Ok(Running {
             addr,
             token,
-            shared,
+            drain_delay,
+            bound,
             done,
             supervisor: Mutex::new(Some(supervisor)),
-        };
-        // Dropping `running` on error shuts down what has started.
-        running.shared.acceptors.spawn(&running.shared)?;
-        Ok(running)
+        })
     }
 
     /// Serves until `token` is triggered, then shuts down gracefully and
@@ -374,39 +373,44 @@ impl Server {
     ///
     /// Bind the listener first (`TcpListener::bind`), so that a bind error is
     /// yours to report before anything runs. Returns an error if the
-    /// configuration is invalid or the shutdown deadline passed.
+    /// configuration is invalid (kind `InvalidInput`, as from
+    /// [`bind`](Server::bind)) or the shutdown deadline passed.
     pub fn run(self, listener: TcpListener, token: &ShutdownToken) -> Result<(), Error> {
-        let ready = self.prepare(listener, token.clone())?;
-        ready.shared.acceptors.spawn(&ready.shared)?;
-        serve(ready)
+        self.start(listener, token.clone())?.supervise()
     }
 
-    fn prepare(self, listener: TcpListener, token: ShutdownToken) -> io::Result<Prepared> {
+    /// Checks the configuration and starts accepting on `listener`.
+    fn start(self, listener: TcpListener, token: ShutdownToken) -> Result<Lifecycle, Error> {
         self.config.validate()?;
         listener.set_nonblocking(false)?;
         let addr = listener.local_addr()?;
+        let Config {
+            conn,
+            routes,
+            shutdown_timeout,
+            max_connections,
+            drain_delay,
+            spares,
+        } = self.config;
         let events = Events::new(self.hook);
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
-        let drain_nanos =
-            AtomicU64::new(u64::try_from(self.config.drain_delay.as_nanos()).unwrap_or(u64::MAX));
-        let acceptors = Acceptors::new(listener, self.config.stack_size, self.config.spare_threads);
-        let shared = Arc::new(Shared {
-            acceptors,
-            accepted: AtomicU64::new(0),
-            drain_nanos,
-            closing: AtomicBool::new(false),
-            config: self.config,
+        let service = Arc::new(Service {
+            settings: conn,
+            routes,
             health: self.health,
             events,
-            token,
-            epoch: Instant::now(),
-            registry: Mutex::new(Registry::default()),
-            drained: Condvar::new(),
+            registry: Registry::new(max_connections),
         });
-        shared.events.emit(Event::Listening { addr });
-        Ok(Prepared {
+        let acceptors = Acceptors::start(service.clone(), listener, spares)?;
+        service.events.emit(Event::Listening { addr });
+        Ok(Lifecycle {
             addr,
-            shared,
+            token,
+            drain_delay: Arc::new(AtomicU64::new(nanos(drain_delay))),
+            shutdown_timeout,
+            stack_size: spares.stack_size,
+            service,
+            acceptors,
             _watch: watch,
         })
     }
@@ -422,14 +426,18 @@ impl fmt::Debug for Server {
     }
 }
 
-/// A server that is bound and serving on a background thread.
+/// A server that is bound and serving on background threads.
 ///
 /// [`shutdown`](Running::shutdown) stops it; so does dropping it (ignoring
 /// the result) and triggering its [`shutdown_token`](Running::shutdown_token).
 pub struct Running {
     addr: SocketAddr,
     token: ShutdownToken,
-    shared: Arc<Shared>,
+    /// The drain before shutdown, in nanoseconds, shared with the supervisor.
+    drain_delay: Arc<AtomicU64>,
+    /// How long the supervisor may take once the token is triggered, without the drain.
+    bound: Duration,
+    /// Set when the supervisor has finished.
     done: Arc<Latch>,
     supervisor: Mutex<Option<JoinHandle<Result<(), Error>>>>,
 }
@@ -465,13 +473,9 @@ impl Running {
     /// stops answering. Overrides [`Server::drain_delay`].
     pub fn drain(&self, delay: Duration) -> Result<(), Error> {
         if delay > LONGEST {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "healthz: the drain delay must be at most a year",
-            )
-            .into());
+            return Err(invalid("the drain delay must be at most a year").into());
         }
-        self.shared.set_drain_delay(delay);
+        self.drain_delay.store(nanos(delay), Ordering::SeqCst);
         self.shutdown()
     }
 
@@ -487,10 +491,12 @@ impl Running {
         self.token.wait();
         // The supervisor bounds its own work by the drain and the deadline;
         // the extra second is only a safety margin, so that this never hangs.
-        let timeout = self.shared.config.shutdown_timeout;
-        let bound = self.shared.drain_delay() + timeout + FORCE_GRACE + Duration::from_secs(1);
-        if !self.done.wait_timeout(bound) {
-            return Err(Error::deadline(timeout, 0, 1));
+        let drain = Duration::from_nanos(self.drain_delay.load(Ordering::SeqCst));
+        if !self
+            .done
+            .wait_timeout(drain + self.bound + Duration::from_secs(1))
+        {
+            return Err(Error::deadline(self.bound, 0, 1));
         }
         handle
             .join()
@@ -521,198 +527,82 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// What every thread of one server shares.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub health: Health,
-    pub events: Events,
-    token: ShutdownToken,
-    epoch: Instant,
-    registry: Mutex<Registry>,
-    /// Signalled when a connection ends during shutdown.
-    drained: Condvar,
-    /// The drain before shutdown, in nanoseconds (a `Running::drain` call overrides it).
-    drain_nanos: AtomicU64,
-    /// Set once accepting has ended: connections close after their answer.
-    closing: AtomicBool,
-    /// The connection threads, and the listener they accept on.
-    pub acceptors: Acceptors,
-    /// Client connections accepted.
-    accepted: AtomicU64,
+fn nanos(delay: Duration) -> u64 {
+    u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl Shared {
-    /// Whether the server has stopped accepting and is shutting down.
-    pub fn stopping(&self) -> bool {
-        self.closing.load(Ordering::SeqCst)
-    }
-
-    fn drain_delay(&self) -> Duration {
-        Duration::from_nanos(self.drain_nanos.load(Ordering::SeqCst))
-    }
-
-    fn set_drain_delay(&self, delay: Duration) {
-        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        self.drain_nanos.store(nanos, Ordering::SeqCst);
-    }
-
-    /// Milliseconds since the server started: a cheap clock for eviction order.
-    pub fn millis(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn registry(&self) -> MutexGuard<'_, Registry> {
-        lock(&self.registry)
-    }
-}
-
-/// The live connections.
-#[derive(Default)]
-struct Registry {
-    next_id: u64,
-    slots: HashMap<u64, Arc<Slot>>,
-}
-
-impl Registry {
-    /// The connection to evict at the cap (see [`Slot::eviction_key`]).
-    fn eviction_candidate(&self) -> Option<u64> {
-        self.slots
-            .iter()
-            .filter_map(|(id, slot)| slot.eviction_key().map(|key| (key, *id)))
-            .min()
-            .map(|(_, id)| id)
-    }
-}
-
-/// A bound server whose shutdown is not yet supervised.
-struct Prepared {
+/// A server that is accepting, and what its supervisor needs to stop it.
+struct Lifecycle {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    token: ShutdownToken,
+    drain_delay: Arc<AtomicU64>,
+    shutdown_timeout: Duration,
+    stack_size: usize,
+    service: Arc<Service>,
+    acceptors: Arc<Acceptors>,
+    /// The server's hook hears health events until the server stops.
     _watch: Option<Watch>,
 }
 
-/// The supervisor's part in a server's life: wait for the token, drain, stop
-/// accepting, then close and join everything.
-fn serve(ready: Prepared) -> Result<(), Error> {
-    let Prepared {
-        addr,
-        shared,
-        _watch,
-    } = ready;
-    shared.token.wait();
-    let delay = shared.drain_delay();
-    if !delay.is_zero() {
-        // Readiness fails at once; serving goes on until the delay is over.
-        shared.health.drain();
-        shared.events.emit(Event::Draining { delay });
-        thread::sleep(delay);
-    }
-    let deadline = Instant::now() + shared.config.shutdown_timeout;
-    let in_accept = shared.acceptors.close();
-    shared.closing.store(true, Ordering::SeqCst);
-    // Each thread in `accept` takes one of these connections, sees that
-    // accepting is over, closes it unserved, and ends.
-    for _ in 0..in_accept {
-        shutdown::wake(addr);
-    }
-    let unwoken = shared.acceptors.wait_all_back(deadline);
-    shared.events.emit(Event::ShuttingDown);
-    let result = drain(&shared, deadline, unwoken);
-    let cut = result.as_ref().map_or_else(Error::connections_cut, |()| 0);
-    let connections = shared.accepted.load(Ordering::SeqCst);
-    shared.events.emit(Event::Stopped { connections, cut });
-    result
-}
-
-/// Serves a connection that a thread accepted: registers it (making room at
-/// the connection cap), serves it on this thread, and unregisters it.
-pub(crate) fn serve_connection(
-    shared: &Shared,
-    stream: TcpStream,
-    peer: SocketAddr,
-    buffers: &mut conn::Buffers,
-) {
-    shared.accepted.fetch_add(1, Ordering::Relaxed);
-    let mut registry = shared.registry();
-    while registry.slots.len() >= shared.config.max_connections {
-        let Some(evicted) = registry
-            .eviction_candidate()
-            .and_then(|id| registry.slots.remove(&id))
-        else {
-            break;
-        };
-        evicted.close();
-        drop(registry);
-        shared.events.emit(Event::Rejected {
-            peer: evicted.peer(),
-            reason: "evicted: connection limit reached",
-        });
-        registry = shared.registry();
+impl Lifecycle {
+    fn acceptors_stack(&self) -> usize {
+        self.stack_size
     }
 
-    let slot = Arc::new(Slot::new(stream, peer, shared.millis()));
-    let id = registry.next_id;
-    registry.next_id += 1;
-    registry.slots.insert(id, slot.clone());
-    drop(registry);
-    let _release = Release { shared, id };
-    conn::serve(shared, &slot, buffers);
-}
+    /// How long [`supervise`](Lifecycle::supervise) takes at most once the
+    /// token is triggered, not counting the drain.
+    fn bound(&self) -> Duration {
+        self.shutdown_timeout + FORCE_GRACE
+    }
 
-/// Removes a connection from the registry when its thread ends, however it ends.
-struct Release<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
+    /// The supervisor's part: wait for the token, drain if asked to, then
+    /// shut down.
+    fn supervise(self) -> Result<(), Error> {
+        self.token.wait();
+        let delay = Duration::from_nanos(self.drain_delay.load(Ordering::SeqCst));
+        if !delay.is_zero() {
+            // Readiness fails at once; serving goes on until the delay is over.
+            self.service.health.drain();
+            self.service.events.emit(Event::Draining { delay });
+            thread::sleep(delay);
+        }
+        self.shut_down()
+    }
 
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        let mut registry = self.shared.registry();
-        registry.slots.remove(&self.id);
-        if registry.slots.is_empty() && self.shared.stopping() {
-            self.shared.drained.notify_all();
+    /// Go's `Server.Shutdown`, step by step, within one deadline.
+    fn shut_down(self) -> Result<(), Error> {
+        let Lifecycle {
+            service,
+            acceptors,
+            shutdown_timeout: timeout,
+            ..
+        } = self;
+        let registry = &service.registry;
+        let deadline = Instant::now() + timeout;
+
+        // 1. Stop accepting: the listener closes, threads in `accept` leave.
+        let unwoken = acceptors.stop(deadline);
+        service.events.emit(Event::ShuttingDown);
+        // 2. Close idle connections.
+        registry.close_idle();
+        // 3. Wait for requests in flight.
+        let mut left = registry.wait_empty(deadline);
+        // 4. At the deadline, close the rest by force.
+        let cut = if left > 0 { registry.close_all() } else { 0 };
+        if cut > 0 {
+            left = registry.wait_empty(deadline + FORCE_GRACE);
+        }
+        // 5. Join every thread; one still holding a connection is stuck in
+        //    user code (an event hook) and is left.
+        let stuck = left + unwoken;
+        acceptors.join(stuck == 0);
+
+        let connections = registry.accepted();
+        service.events.emit(Event::Stopped { connections, cut });
+        if cut > 0 || stuck > 0 {
+            Err(Error::deadline(timeout, cut, stuck))
+        } else {
+            Ok(())
         }
     }
-}
-
-/// Closes idle connections, waits for the busy ones until the deadline, closes
-/// what is left, and joins every connection thread. `unwoken` threads are
-/// still in `accept` (their wake-up connection could not be made): left running.
-fn drain(shared: &Shared, deadline: Instant, unwoken: usize) -> Result<(), Error> {
-    let timeout = shared.config.shutdown_timeout;
-    // Closed outside the registry lock, which each woken thread takes as it ends.
-    let live: Vec<Arc<Slot>> = shared.registry().slots.values().cloned().collect();
-    for slot in &live {
-        slot.close_if_idle();
-    }
-    drop(live);
-    let mut registry = wait_until_empty(shared, shared.registry(), deadline);
-    let cut = registry.slots.len();
-    if cut > 0 {
-        for slot in registry.slots.values() {
-            slot.close();
-        }
-        registry = wait_until_empty(shared, registry, deadline + FORCE_GRACE);
-    }
-    let stuck = registry.slots.len() + unwoken;
-    drop(registry);
-    for thread in shared.acceptors.threads() {
-        // A thread that still holds its connection is stuck in user code: leave it.
-        if stuck == 0 || thread.is_finished() {
-            let _ = thread.join();
-        }
-    }
-    if cut > 0 || stuck > 0 {
-        Err(Error::deadline(timeout, cut, stuck))
-    } else {
-        Ok(())
-    }
-}
-
-fn wait_until_empty<'a>(
-    shared: &Shared,
-    registry: MutexGuard<'a, Registry>,
-    deadline: Instant,
-) -> MutexGuard<'a, Registry> {
-    wait_until(&shared.drained, registry, deadline, |r| r.slots.is_empty()).0
 }

@@ -1,13 +1,8 @@
 //! Asking a server to stop, from any thread, without any polling.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::sync::Latch;
-
-/// How long a wake-up connection may take to be queued.
-const WAKE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A request to shut down, shared by clones; Dapr's cancelled context.
 ///
@@ -59,21 +54,4 @@ impl ShutdownToken {
     pub fn wait(&self) {
         self.triggered.wait();
     }
-}
-
-/// Wakes one blocked `accept` on `listening` by connecting to it. If this
-/// fails (out of descriptors), the thread stays in `accept` and shutdown
-/// reports it as left running.
-pub(crate) fn wake(listening: SocketAddr) {
-    let _ = TcpStream::connect_timeout(&wake_address(listening), WAKE_TIMEOUT);
-}
-
-/// A listener on the unspecified address is reached through loopback.
-fn wake_address(listening: SocketAddr) -> SocketAddr {
-    let ip = match listening.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listening.port())
 }

@@ -1,8 +1,10 @@
-//! The two synchronisation helpers the crate shares: poison-proof locking and
-//! a one-shot flag that threads can wait on.
+//! The synchronisation helpers the crate shares: poison-proof locking, a
+//! one-shot flag that threads can wait on, and a wait with a deadline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::{Duration, Instant};
 
 /// Locks a mutex, recovering it if a panicking thread poisoned it: every mutex
@@ -10,6 +12,16 @@ use std::time::{Duration, Instant};
 /// (the event hook) never runs while one is held.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks, recovering from poison as [`lock`] does.
+pub(crate) fn read<T>(rwlock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    rwlock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks, recovering from poison as [`lock`] does.
+pub(crate) fn write<T>(rwlock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    rwlock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A flag that is set once and can be waited for.

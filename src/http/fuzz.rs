@@ -125,7 +125,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
 /// each line whole. `Some(len)` if the input starts with a valid, complete head.
 fn oracle(input: &[u8]) -> Option<usize> {
     let mut lines = Vec::new();
-    let mut start = 0;
+    let (mut start, mut skipped, mut line_start) = (0, 0, 0);
     let end = loop {
         let newline = start + input[start..].iter().position(|&b| b == b'\n')?;
         let line = input[start..newline]
@@ -134,6 +134,15 @@ fn oracle(input: &[u8]) -> Option<usize> {
         start = newline + 1;
         if line.contains(&b'\r') {
             return None;
+        }
+        if line.is_empty() && lines.is_empty() {
+            // RFC 9112, section 2.2: a few empty lines before the request line are ignored.
+            skipped += 1;
+            if skipped > MAX_EMPTY_LINES {
+                return None;
+            }
+            line_start = start;
+            continue;
         }
         if line.is_empty() {
             break start;
@@ -144,7 +153,7 @@ fn oracle(input: &[u8]) -> Option<usize> {
         return None;
     }
     let (request_line, fields) = lines.split_first()?;
-    if input.iter().position(|&b| b == b'\n')? + 1 > LIMITS.max_line {
+    if input[line_start..].iter().position(|&b| b == b'\n')? + 1 > LIMITS.max_line {
         return None;
     }
     let parts: Vec<&[u8]> = request_line.split(|&b| b == b' ').collect();
