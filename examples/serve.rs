@@ -24,6 +24,9 @@ OPTIONS:
     --target NAME      register a readiness target NAME, starting ready
                        (repeatable)
     --drain-delay D    how long `drain` keeps serving: 5s (default), 250ms
+    --shutdown-timeout D
+                       how long shutdown waits for requests in flight before
+                       it cuts them: 5s (default), as Dapr's health server
     -h, --help         print this help
 
 Once bound, prints `listening on HOST:PORT` (the real address) as its first line
@@ -43,8 +46,9 @@ End of input also shuts down. Events (listening, readiness changes, drain,
 shutdown) are printed to stderr.
 
 EXIT STATUS:
-    0  clean shutdown
-    1  could not listen, or shutdown had to cut connections
+    0  shut down; requests still in flight at the shutdown deadline are cut
+       and reported on stderr, as a slow client is no failure of the service
+    1  could not listen, or the server failed
     2  usage error
 ";
 
@@ -53,6 +57,7 @@ struct Options {
     ready: bool,
     targets: Vec<String>,
     drain_delay: Duration,
+    shutdown_timeout: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -61,6 +66,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         ready: true,
         targets: Vec::new(),
         drain_delay: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(5),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -70,11 +76,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--target" => options
                 .targets
                 .push(args.next().ok_or("--target needs a NAME")?),
-            "--drain-delay" => {
-                let text = args.next().ok_or("--drain-delay needs a duration")?;
-                options.drain_delay =
-                    parse_duration(&text).ok_or(format!("bad duration `{text}`"))?;
-            }
+            "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
+            "--shutdown-timeout" => options.shutdown_timeout = duration(&arg, args.next())?,
             _ => match arg.strip_prefix("--addr=") {
                 Some(addr) => options.addr = addr.to_string(),
                 None => return Err(format!("unknown argument `{arg}`")),
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
         }
     }
     let server = healthz::Server::new(health.clone())
+        .shutdown_timeout(options.shutdown_timeout)
         .on_event(|event| eprintln!("healthz: {event}"))
         .bind(&options.addr);
     let server = match server {
@@ -164,6 +168,12 @@ fn main() -> ExitCode {
     };
     match stopped {
         Ok(()) => ExitCode::SUCCESS,
+        // A slow client at shutdown is normal life for a health server: the
+        // `stopped` event has said how many were cut; report it and exit cleanly.
+        Err(e) if e.is_deadline() => {
+            eprintln!("serve: {e}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -178,6 +188,12 @@ fn os_message(e: &io::Error) -> String {
         Some(at) if e.raw_os_error().is_some() => text[..at].to_string(),
         _ => text,
     }
+}
+
+/// The duration that follows `option`.
+fn duration(option: &str, text: Option<String>) -> Result<Duration, String> {
+    let text = text.ok_or(format!("{option} needs a duration"))?;
+    parse_duration(&text).ok_or(format!("{option}: bad duration `{text}`"))
 }
 
 /// `5s`, `250ms` or a bare number of seconds.

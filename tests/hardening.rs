@@ -391,6 +391,38 @@ fn evictions_are_reported_and_the_oldest_waiting_connection_goes_first() {
 }
 
 #[test]
+fn at_the_cap_a_connection_whose_check_runs_outlasts_an_idle_one() {
+    use std::sync::{mpsc, Mutex};
+    let health = ready();
+    let (started_tx, started) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (started_tx, released) = (Mutex::new(started_tx), Mutex::new(released));
+    let slow = healthz::Check::new("slow", move || {
+        let _ = started_tx.lock().unwrap().send(());
+        let wait = released.lock().unwrap().recv_timeout(PATIENCE);
+        wait.map_err(|_| "never released")
+    });
+    health.add_check(slow.timeout(PATIENCE)).unwrap();
+    let server = Server::new(health)
+        .max_connections(2)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    // Its check starts first, so this connection has waited on the server longest.
+    let mut checking = Client::connect(addr);
+    checking.send(b"GET /readyz HTTP/1.1\r\n\r\n");
+    started.recv_timeout(PATIENCE).expect("the check started");
+    // Then one that is idle after its answer (`/livez` runs no readiness check).
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.get("/livez").status, 200);
+    // A new probe at the cap: the idle connection makes room, not the busy one.
+    assert_eq!(get(addr, "/livez").status, 200);
+    assert!(idle.closed(), "the idle connection is evicted");
+    release.send(()).unwrap();
+    assert_eq!(checking.response(false).unwrap().status, 200);
+}
+
+#[test]
 fn small_stacks_survive_a_panicking_hook_with_backtraces_on() {
     // The smallest stack allowed, and a hook that panics on a connection thread:
     // the panic machinery (with RUST_BACKTRACE set, as on many machines) must fit.

@@ -220,3 +220,107 @@ fn a_malformed_request_after_good_ones_gets_their_answers_first() {
         .collect();
     assert_eq!(statuses, ["200", "404", "400"], "{text}");
 }
+
+/// The whole byte stream of an answer to HEAD: a head, then nothing.
+fn assert_head_only(out: &[u8], status: &str) {
+    let text = String::from_utf8_lossy(out);
+    assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+    assert!(text.contains("Content-Length: "), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "no body after the head: {text:?}"
+    );
+    assert_eq!(text.matches("\r\n\r\n").count(), 1, "{text:?}");
+}
+
+#[test]
+fn head_with_a_body_over_the_limit_gets_413_without_a_body() {
+    let (_health, server) = start(true);
+    let out = raw(
+        server.local_addr(),
+        b"HEAD /healthz HTTP/1.1\r\nContent-Length: 100000\r\n\r\n",
+    );
+    assert_head_only(&out, "413");
+}
+
+#[test]
+fn a_malformed_or_late_head_request_is_refused_without_a_body() {
+    let server = healthz::Server::new(healthz::Health::new())
+        .request_timeout(std::time::Duration::from_millis(300))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    assert_head_only(
+        &raw(addr, b"HEAD /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n"),
+        "400",
+    );
+    // Half a head, then silence until the request deadline.
+    assert_head_only(&raw(addr, b"HEAD /healthz HTTP/1.1\r\nHost: x"), "408");
+}
+
+#[test]
+fn an_empty_line_before_a_request_line_is_ignored() {
+    let (_health, server) = start(true);
+    let addr = server.local_addr();
+    assert_eq!(
+        exchange(addr, b"\r\nGET /healthz HTTP/1.1\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        exchange(addr, b"\n\r\nGET /healthz HTTP/1.1\r\n\r\n").status,
+        200
+    );
+    // Some clients send a CRLF after a body: the next request is still served.
+    let mut client = Client::connect(addr);
+    client.send(
+        b"POST /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nab\r\nGET /healthz HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(client.response(false).unwrap().status, 405);
+    assert_eq!(client.response(false).unwrap().status, 200);
+    client.send(b"GET /healthz HTTP/1.1\r\n\r\n\r\nGET /livez HTTP/1.1\r\n\r\n");
+    assert_eq!(client.response(false).unwrap().status, 200);
+    assert_eq!(client.response(false).unwrap().text(), "ok\n");
+}
+
+#[test]
+fn more_empty_lines_than_the_bound_are_a_400() {
+    let (_health, server) = start(true);
+    let mut request = b"\r\n".repeat(5);
+    request.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+    let out = raw(server.local_addr(), &request);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+}
+
+#[test]
+fn the_first_request_deadline_counts_from_accept() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let timeout = Duration::from_millis(1500);
+    let server = healthz::Server::new(healthz::Health::new())
+        .request_timeout(timeout)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut client = Client::connect(server.local_addr());
+    let connected = Instant::now();
+    // Silent for most of the deadline, then a head that trickles in: the
+    // deadline is the one that started at accept, not a fresh one.
+    std::thread::sleep(Duration::from_millis(1200));
+    client.send(b"GET /healthz HTTP/1.1\r\n");
+    let mut writer = client.stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..40 {
+            if writer.write_all(b"X: y\r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let reply = client.response(false).unwrap();
+    let took = connected.elapsed();
+    assert_eq!(reply.status, 408);
+    // A fresh deadline would answer after 1.2 + 1.5 s; the right one after 1.5 s.
+    assert!(took >= timeout, "{took:?}");
+    assert!(took < Duration::from_millis(2500), "408 after {took:?}");
+    trickle.join().unwrap();
+}

@@ -115,6 +115,21 @@ fn serve_follows_its_stdin_contract() {
 }
 
 #[test]
+fn serve_exits_0_when_shutdown_cuts_a_slow_client_and_says_so() {
+    let mut serve = Serve::start(&["--shutdown-timeout", "300ms"]);
+    // A request whose head is answered while its body is still to come: in
+    // flight, so shutdown waits for it, then cuts it at the deadline.
+    let mut slow = common::Client::connect(serve.addr);
+    slow.send(b"POST /healthz HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+    assert_eq!(slow.response(false).unwrap().status, 405);
+    serve.command("shutdown");
+    serve.expect_stderr("1 cut at the shutdown deadline");
+    serve.expect_stderr("serve: shutdown deadline of 300ms passed");
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
+    assert!(slow.closed());
+}
+
+#[test]
 fn serve_starts_not_ready_when_asked_and_stops_on_eof() {
     let mut serve = Serve::start(&["--not-ready"]);
     assert_eq!(get(serve.addr, "/healthz").status, 503);

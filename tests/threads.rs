@@ -1,12 +1,14 @@
 //! No thread left behind. In a test binary of their own, and one at a time,
-//! so that no other server runs while a test counts threads.
+//! so that no other server runs while a test counts threads. Threads are
+//! counted in `/proc`, so these run on Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 
 use std::fs;
 use std::time::Duration;
 
-use common::{get, kept_alive, Client};
+use common::{get, kept_alive, Client, Recorder};
 use healthz::{Health, Server};
 
 /// Threads of this process whose name starts with `healthz-`.
@@ -94,6 +96,7 @@ fn after_a_burst_only_the_spare_threads_stay_in_accept() {
     health.ready();
     let server = Server::new(health)
         .spare_threads(2)
+        .spare_thread_timeout(Duration::from_secs(600))
         .bind("127.0.0.1:0")
         .unwrap();
     let held = kept_alive(server.local_addr(), 20, 200);
@@ -109,6 +112,54 @@ fn after_a_burst_only_the_spare_threads_stay_in_accept() {
     );
     server.shutdown().unwrap();
     assert_eq!(settled(conn_threads, 0), 0);
+}
+
+#[test]
+fn after_a_burst_and_a_quiet_period_the_server_has_the_threads_it_started_with() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
+    let health = Health::new();
+    health.ready();
+    let recorder = Recorder::default();
+    let server = Server::new(health)
+        .spare_thread_timeout(Duration::from_millis(300))
+        .on_event(recorder.hook())
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    // A thread names itself once it runs: wait for both names.
+    let at_start = settled(server_threads, 2);
+    assert_eq!(at_start, 2, "the supervisor and one thread in accept");
+
+    // 16 at once first, so that 16 threads are certainly left waiting in accept.
+    drop(kept_alive(addr, 16, 200));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..125 {
+                    assert_eq!(get(addr, "/healthz").status, 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert!(
+        conn_threads() > 1,
+        "spare threads wait in accept right after the burst"
+    );
+    // Quiet from here: the extra threads go home.
+    assert_eq!(settled(server_threads, at_start), at_start);
+    // And the one left still serves.
+    assert_eq!(get(addr, "/healthz").status, 200);
+    server.shutdown().unwrap();
+    // The connections that sent threads home were neither served nor counted.
+    let events = recorder.events();
+    let last = events.last().map(String::as_str);
+    assert_eq!(last, Some("stopped after 2017 connections"), "{events:?}");
+    assert_eq!(recorder.count("connection from"), 0, "{events:?}");
+    assert_eq!(recorder.count("rejected"), 0, "{events:?}");
 }
 
 fn conn_threads() -> usize {
