@@ -3,6 +3,9 @@
 //!
 //! The test re-runs itself in a child process with a low descriptor limit
 //! (`ulimit -n`), so that exhausting descriptors harms nothing else.
+//!
+//! It relies on `sh`'s `ulimit -n` and on how Linux fails `accept`, so it runs on Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

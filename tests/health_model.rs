@@ -477,7 +477,9 @@ fn drain_fails_readiness_at_once_keeps_liveness_and_serving_then_shuts_down() {
     let (hook, events) = event_channel();
     let health = Health::new();
     health.ready();
-    let delay = Duration::from_millis(400);
+    // Generous: everything below happens within the drain, however the
+    // scheduler treats this test (it takes a few ms when nothing else runs).
+    let delay = Duration::from_secs(3);
     let server = Server::new(health.clone())
         .drain_delay(delay)
         .on_event(hook)
@@ -599,7 +601,8 @@ fn run_drains_too_when_its_token_is_triggered() {
         let (health, token) = (health.clone(), token.clone());
         thread::spawn(move || {
             Server::new(health)
-                .drain_delay(Duration::from_millis(300))
+                // Generous: the two probes below come within the drain.
+                .drain_delay(Duration::from_secs(3))
                 .on_event(hook)
                 .run(listener, &token)
         })
@@ -626,7 +629,8 @@ fn health_drain_alone_fails_readiness_for_good_and_leaves_liveness() {
 #[test]
 fn a_background_check_waits_its_initial_delay_before_its_first_run() {
     let (health, server, events) = serve_with_events();
-    let delay = Duration::from_millis(300);
+    // Generous: the probe below must come before the first run.
+    let delay = Duration::from_secs(2);
     let added = Instant::now();
     let check = Check::new("warm", || Ok::<(), String>(()))
         .every(Duration::from_secs(3600))

@@ -1,6 +1,9 @@
 //! A check that never returns: probes are answered within the check's
 //! timeout, and no thread piles up per probe. Alone in its test binary so the
 //! thread count is this test's.
+//!
+//! Threads are counted in `/proc`, so this runs on Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! Resource hygiene: after bursts of clients, the server's threads and file
 //! descriptors return to where they were. Alone in its test binary, so that
 //! nothing else in the process opens threads or files meanwhile.
+//!
+//! Threads, descriptors and memory are read from `/proc`, so this runs on Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

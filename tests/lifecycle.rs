@@ -190,8 +190,11 @@ fn shutdown_closes_idle_keepalive_connections_at_once() {
     for client in &mut clients {
         assert!(client.closed());
     }
-    // The figure itself is measured by the bench; here it only has to be far from the 60 s deadline.
-    assert!(took < Duration::from_secs(30), "shutdown took {took:?}");
+    // The figure itself is measured by the bench (a few ms). Waiting for the
+    // idle connections would take their 600 s idle timeout, or the 60 s
+    // deadline and an error: anything near a second means they were not
+    // closed at once.
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     println!("shutdown with 50 idle keep-alive connections took {took:?}");
 }
 

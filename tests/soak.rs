@@ -2,6 +2,9 @@
 //! several threads at once. Every good probe must be answered correctly, and
 //! the server's threads and descriptors must come back to baseline. Alone in
 //! its test binary so the counts are the server's.
+//!
+//! Threads and descriptors are counted in `/proc`, so this runs on Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{get, Client};
+use common::{get, Client, PATIENCE};
 use healthz::{Health, Server};
 
 const SOAK: Duration = Duration::from_secs(3);
@@ -76,14 +79,18 @@ fn mixed_good_slow_idle_and_garbage_clients_for_three_seconds() {
         })
     };
     let slow = spawn_loop(&stop, move |_| {
+        // A head that trickles in, then stalls: cut with a 408 at the request deadline.
         let mut stream = TcpStream::connect(addr).unwrap();
-        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaa" {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: a" {
             if stream.write_all(&[*byte]).is_err() {
-                break;
+                return false;
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(5));
         }
-        true
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer.starts_with(b"HTTP/1.1 408 ")
     });
     let garbage = spawn_loop(&stop, move |round| {
         let mut seed = 0x9e37_79b9_7f4a_7c15 ^ round;
@@ -100,12 +107,18 @@ fn mixed_good_slow_idle_and_garbage_clients_for_three_seconds() {
         answer.is_empty() || answer.starts_with(b"HTTP/1.1 4")
     });
     let idle = spawn_loop(&stop, move |_| {
+        // Silent connections: every one is taken, and the server never
+        // sends a byte to a client that has not asked for anything.
         let held: Vec<TcpStream> = (0..100)
             .filter_map(|_| TcpStream::connect(addr).ok())
             .collect();
         thread::sleep(Duration::from_millis(200));
-        drop(held);
-        true
+        let silent = held.iter().all(|stream| {
+            stream.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            !matches!((&*stream).read(&mut byte), Ok(n) if n > 0)
+        });
+        held.len() == 100 && silent
     });
 
     let started = Instant::now();
