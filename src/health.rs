@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread;
 
-use crate::check::{Check, Runner, Schedule, Thresholds, Ticket};
+use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
 use crate::error::{invalid, refused};
 use crate::event::{deliver, Event, Hook};
@@ -90,6 +90,39 @@ struct Entry {
     state: EntryState,
 }
 
+impl Entry {
+    /// This entry's line in a report, from its latest known result.
+    fn item(&self, at: u64) -> Item {
+        let (status, reason, at) = match &self.state {
+            EntryState::Target(ready) => {
+                let ok = ready.load(Ordering::SeqCst);
+                let status = if ok { Status::Pass } else { Status::Fail };
+                (status, (!ok).then(|| "not ready".to_string()), at)
+            }
+            EntryState::OnRequest { last, .. } => match lock(last).clone() {
+                Ok(()) => (Status::Pass, None, at),
+                Err(reason) => (Status::Fail, Some(reason), at),
+            },
+            EntryState::Background { state, .. } => {
+                let (verdict, ran_at) = lock(state).clone();
+                let status = match (verdict.passing, verdict.failures) {
+                    (false, _) => Status::Fail,
+                    (true, 0) => Status::Pass,
+                    (true, _) => Status::Warn,
+                };
+                (status, verdict.last.err(), ran_at)
+            }
+        };
+        Item {
+            name: self.name.clone(),
+            status,
+            reason,
+            excluded: false,
+            at,
+        }
+    }
+}
+
 enum EntryState {
     Target(AtomicBool),
     OnRequest {
@@ -157,19 +190,34 @@ pub(crate) struct Report {
     pub unmatched: Vec<String>,
 }
 
+impl Item {
+    /// Whether this item fails the verdict: it fails and is not excluded.
+    fn fails(&self) -> bool {
+        !self.excluded && self.status == Status::Fail
+    }
+}
+
+/// The one verdict: a set of items passes when none of them fails it.
+pub(crate) fn passes<'a>(items: impl IntoIterator<Item = &'a Item>) -> bool {
+    !items.into_iter().any(Item::fails)
+}
+
+/// The names of the items that fail the verdict, in order.
+fn failing(items: &[Item]) -> Vec<&str> {
+    items
+        .iter()
+        .filter(|i| i.fails())
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
 impl Report {
     pub fn passed(&self) -> bool {
-        self.items
-            .iter()
-            .all(|i| i.excluded || i.status != Status::Fail)
+        passes(&self.items)
     }
 
     pub fn failing(&self) -> Vec<&str> {
-        let failing = self
-            .items
-            .iter()
-            .filter(|i| !i.excluded && i.status == Status::Fail);
-        failing.map(|i| i.name.as_str()).collect()
+        failing(&self.items)
     }
 }
 
@@ -340,7 +388,7 @@ impl Health {
                 return Err(invalid(format!("at most {MAX_ENTRIES} targets and checks")));
             }
             if failing {
-                self.inner.failing[kind as usize].fetch_add(1, Ordering::SeqCst);
+                self.count_failing(kind, true);
             }
             if matches!(entry.state, EntryState::OnRequest { .. }) {
                 self.inner.on_request[kind as usize].fetch_add(1, Ordering::SeqCst);
@@ -391,12 +439,7 @@ impl Health {
             state.0.record(outcome.clone(), schedule)
         };
         if flipped {
-            let counter = &self.inner.failing[entry.kind as usize];
-            if outcome.is_ok() {
-                counter.fetch_sub(1, Ordering::SeqCst);
-            } else {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
+            self.count_failing(entry.kind, outcome.is_err());
             self.check_changed(&entry.name, outcome);
             self.changed(entry.kind);
         }
@@ -432,40 +475,48 @@ impl Health {
         Some(own && inner.failing[kind as usize].load(Ordering::SeqCst) == 0)
     }
 
+    /// The one place the failing counters change: an entry of `kind` that
+    /// counts in them (a target, or a background check) started failing, or
+    /// stopped. They let [`quick`](Self::quick) answer from atomics alone.
+    fn count_failing(&self, kind: Kind, failing: bool) {
+        let counter = &self.inner.failing[kind as usize];
+        if failing {
+            counter.fetch_add(1, Ordering::SeqCst);
+        } else {
+            counter.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     /// The full report for a probe: runs on-request checks (all at once, each
-    /// within its timeout), reads the rest. With `only`, just that name
-    /// (`None` if it names nothing of this kind); `exclude` skips names.
+    /// within its timeout) and records their results, then reads every item.
+    /// With `only`, just that name (`None` if it names nothing of this kind);
+    /// `exclude` skips names.
     pub(crate) fn report(
         &self,
         kind: Kind,
         only: Option<&str>,
         exclude: &[&str],
     ) -> Option<Report> {
+        let wanted = |name: &str| only.map_or(true, |only| only == name);
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
             .iter()
-            .filter(|e| e.kind == kind)
+            .filter(|e| e.kind == kind && wanted(&e.name))
             .cloned()
             .collect();
-        let at = now();
-        let mut items = self.builtin_items(kind, at);
-        let wanted = |name: &str| only.map_or(true, |only| only == name);
         // Start every on-request check first, so they run side by side.
         let started: Vec<_> = entries
-            .into_iter()
-            .filter(|e| wanted(&e.name))
-            .map(|e| {
-                let ticket = match &e.state {
-                    EntryState::OnRequest { runner, .. } if !exclude.contains(&e.name.as_str()) => {
-                        Some(runner.start())
-                    }
-                    _ => None,
-                };
-                (e, ticket)
+            .iter()
+            .filter(|e| !exclude.contains(&e.name.as_str()))
+            .filter_map(|e| match &e.state {
+                EntryState::OnRequest { runner, .. } => Some((e, runner, runner.start())),
+                _ => None,
             })
             .collect();
-        for (entry, ticket) in started {
-            items.push(self.item(&entry, ticket, at));
+        for (entry, runner, ticket) in started {
+            let outcome = ticket.and_then(|ticket| runner.wait(ticket));
+            self.record_on_request(entry, outcome);
         }
+        let mut items = self.items(kind, &entries);
         items.retain(|i| wanted(&i.name));
         if items.is_empty() {
             return None;
@@ -479,6 +530,32 @@ impl Health {
             .map(|name| name.to_string())
             .collect();
         Some(Report { items, unmatched })
+    }
+
+    /// Keeps an on-request check's latest result, and reports a change.
+    fn record_on_request(&self, entry: &Entry, outcome: Result<(), String>) {
+        let EntryState::OnRequest { last, .. } = &entry.state else {
+            return;
+        };
+        let changed = {
+            let mut last = lock(last);
+            let changed = last.is_ok() != outcome.is_ok();
+            *last = outcome.clone();
+            changed
+        };
+        if changed {
+            self.check_changed(&entry.name, outcome);
+            self.changed(entry.kind);
+        }
+    }
+
+    /// Every item of `kind` as known now: the built-in ones, then `entries`.
+    /// Reads only; runs nothing and reports nothing.
+    fn items(&self, kind: Kind, entries: &[Arc<Entry>]) -> Vec<Item> {
+        let at = now();
+        let mut items = self.builtin_items(kind, at);
+        items.extend(entries.iter().map(|entry| entry.item(at)));
+        items
     }
 
     fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
@@ -502,74 +579,15 @@ impl Health {
         }
     }
 
-    fn item(&self, entry: &Entry, ticket: Option<Result<Ticket, String>>, at: u64) -> Item {
-        let (status, reason, at) = match &entry.state {
-            EntryState::Target(ready) => {
-                let ok = ready.load(Ordering::SeqCst);
-                let status = if ok { Status::Pass } else { Status::Fail };
-                (status, (!ok).then(|| "not ready".to_string()), at)
-            }
-            EntryState::OnRequest { runner, last } => {
-                let outcome = match ticket {
-                    Some(Ok(ticket)) => runner.wait(ticket),
-                    Some(Err(e)) => Err(e),
-                    // Excluded: report its last result without running it.
-                    None => lock(last).clone(),
-                };
-                let changed = {
-                    let mut last = lock(last);
-                    let changed = last.is_ok() != outcome.is_ok();
-                    *last = outcome.clone();
-                    changed
-                };
-                if changed {
-                    self.check_changed(&entry.name, outcome.clone());
-                    self.changed(entry.kind);
-                }
-                match outcome {
-                    Ok(()) => (Status::Pass, None, at),
-                    Err(reason) => (Status::Fail, Some(reason), at),
-                }
-            }
-            EntryState::Background { state, .. } => {
-                let (verdict, ran_at) = lock(state).clone();
-                let status = match (verdict.passing, verdict.failures) {
-                    (false, _) => Status::Fail,
-                    (true, 0) => Status::Pass,
-                    (true, _) => Status::Warn,
-                };
-                (status, verdict.last.err(), ran_at)
-            }
-        };
-        Item {
-            name: entry.name.clone(),
-            status,
-            reason,
-            excluded: false,
-            at,
-        }
-    }
-
     /// What fails now by the latest known results, without running any check.
     fn cached(&self, kind: Kind) -> Vec<String> {
-        let mut failing: Vec<String> = self
-            .builtin_items(kind, 0)
-            .into_iter()
-            .filter(|i| i.status == Status::Fail)
-            .map(|i| i.name)
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
+            .iter()
+            .filter(|e| e.kind == kind)
+            .cloned()
             .collect();
-        let entries = read(&self.inner.entries);
-        for entry in entries.iter().filter(|e| e.kind == kind) {
-            let ok = match &entry.state {
-                EntryState::Target(ready) => ready.load(Ordering::SeqCst),
-                EntryState::OnRequest { last, .. } => lock(last).is_ok(),
-                EntryState::Background { state, .. } => lock(state).0.passing,
-            };
-            if !ok {
-                failing.push(entry.name.clone());
-            }
-        }
-        failing
+        let items = self.items(kind, &entries);
+        failing(&items).into_iter().map(String::from).collect()
     }
 
     /// Reports a change of overall readiness (or liveness) once, naming what
@@ -695,12 +713,7 @@ impl Target {
         if flag.swap(ready, Ordering::SeqCst) == ready {
             return;
         }
-        let counter = &self.health.inner.failing[self.entry.kind as usize];
-        if ready {
-            counter.fetch_sub(1, Ordering::SeqCst);
-        } else {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
+        self.health.count_failing(self.entry.kind, !ready);
         self.health.changed(self.entry.kind);
     }
 
@@ -738,4 +751,180 @@ fn check_name(name: &str) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Both verdicts, as a probe that runs no check reads them and as the
+    /// full report does: they must always agree.
+    fn verdicts(health: &Health, kind: Kind) -> bool {
+        let report = health.report(kind, None, &[]).unwrap().passed();
+        if let Some(quick) = health.quick(kind) {
+            assert_eq!(quick, report, "the quick verdict agrees with the report");
+        }
+        report
+    }
+
+    fn names(report: &Report) -> Vec<&str> {
+        report.items.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_new_health_is_alive_but_not_ready() {
+        let health = Health::new();
+        assert!(!verdicts(&health, Kind::Readiness));
+        assert!(verdicts(&health, Kind::Liveness));
+        let report = health.report(Kind::Readiness, None, &[]).unwrap();
+        assert_eq!(report.failing(), ["ready"]);
+    }
+
+    #[test]
+    fn readiness_needs_the_flag_and_every_readiness_target() {
+        let health = Health::new();
+        health.ready();
+        assert!(verdicts(&health, Kind::Readiness));
+        let db = health.target("db").unwrap();
+        assert!(
+            !verdicts(&health, Kind::Readiness),
+            "a new target is not ready"
+        );
+        db.ready();
+        assert!(verdicts(&health, Kind::Readiness));
+        health.not_ready();
+        assert!(!verdicts(&health, Kind::Readiness));
+        assert!(!health.is_ready());
+    }
+
+    #[test]
+    fn liveness_targets_gate_liveness_only() {
+        let health = Health::new();
+        health.ready();
+        let lp = health.liveness_target("loop").unwrap();
+        assert!(
+            verdicts(&health, Kind::Liveness),
+            "a liveness target starts alive"
+        );
+        lp.not_ready();
+        assert!(!verdicts(&health, Kind::Liveness));
+        assert!(
+            verdicts(&health, Kind::Readiness),
+            "readiness never hears of it"
+        );
+        let report = health.report(Kind::Liveness, None, &[]).unwrap();
+        assert_eq!(names(&report), ["ping", "loop"]);
+        assert_eq!(report.failing(), ["loop"]);
+    }
+
+    #[test]
+    fn draining_fails_readiness_for_good_and_leaves_liveness() {
+        let health = Health::new();
+        health.ready();
+        health.drain();
+        health.ready();
+        assert!(!verdicts(&health, Kind::Readiness));
+        assert!(verdicts(&health, Kind::Liveness));
+        let report = health.report(Kind::Readiness, None, &[]).unwrap();
+        assert_eq!(report.failing(), ["shutdown"]);
+    }
+
+    #[test]
+    fn flipping_a_target_twice_the_same_way_counts_once() {
+        let health = Health::new();
+        health.ready();
+        let db = health.target("db").unwrap();
+        db.not_ready();
+        db.ready();
+        db.ready();
+        assert!(verdicts(&health, Kind::Readiness));
+        db.not_ready();
+        db.not_ready();
+        db.ready();
+        assert!(
+            verdicts(&health, Kind::Readiness),
+            "one flip back undoes two flips down"
+        );
+    }
+
+    #[test]
+    fn an_excluded_item_does_not_count_and_an_unknown_exclusion_is_listed() {
+        let health = Health::new();
+        health.ready();
+        let _db = health.target("db").unwrap();
+        let report = health
+            .report(Kind::Readiness, None, &["db", "nope"])
+            .unwrap();
+        assert!(report.passed());
+        assert!(report.items.iter().any(|i| i.name == "db" && i.excluded));
+        assert_eq!(report.unmatched, ["nope"]);
+    }
+
+    #[test]
+    fn a_report_for_one_name_has_that_item_alone_or_is_none() {
+        let health = Health::new();
+        let _db = health.target("db").unwrap();
+        let one = health.report(Kind::Readiness, Some("db"), &[]).unwrap();
+        assert_eq!(names(&one), ["db"]);
+        assert!(!one.passed());
+        let builtin = health.report(Kind::Readiness, Some("ready"), &[]).unwrap();
+        assert_eq!(names(&builtin), ["ready"]);
+        assert!(health.report(Kind::Readiness, Some("nope"), &[]).is_none());
+        assert!(health.report(Kind::Liveness, Some("db"), &[]).is_none());
+    }
+
+    #[test]
+    fn an_on_request_check_runs_for_each_report_and_is_read_from_its_last_run() {
+        let health = Health::new();
+        health.ready();
+        let (tx, rx) = mpsc::channel::<Result<(), String>>();
+        let rx = Mutex::new(rx);
+        let check = Check::new("db", move || {
+            let next = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            next.unwrap_or_else(|_| Err("no answer".into()))
+        });
+        health.add_check(check).unwrap();
+        assert_eq!(health.quick(Kind::Readiness), None, "a check must run");
+        assert!(health.is_ready(), "never run: counts as passing");
+        tx.send(Err("down".into())).unwrap();
+        let report = health.report(Kind::Readiness, None, &[]).unwrap();
+        assert_eq!(report.failing(), ["db"]);
+        assert!(!health.is_ready(), "the last run failed");
+        tx.send(Ok(())).unwrap();
+        assert!(health.report(Kind::Readiness, None, &[]).unwrap().passed());
+        assert!(health.is_ready());
+    }
+
+    #[test]
+    fn reading_health_reports_nothing_and_a_check_change_is_reported_once() {
+        let health = Health::new();
+        health.ready();
+        let (hook, events) = {
+            let (tx, rx) = mpsc::channel();
+            let tx = Mutex::new(tx);
+            let hook: Hook = Arc::new(move |e: &Event| {
+                let _ = tx.lock().unwrap().send(e.to_string());
+            });
+            (hook, rx)
+        };
+        let _watch = health.watch(hook);
+        health
+            .add_check(Check::new("disk", || Err::<(), _>("full")))
+            .unwrap();
+        for _ in 0..3 {
+            assert!(!health.report(Kind::Readiness, None, &[]).unwrap().passed());
+        }
+        assert!(!health.is_ready());
+        let _ = health.report(Kind::Readiness, Some("disk"), &["disk"]);
+        let seen: Vec<String> = events.try_iter().collect();
+        assert_eq!(
+            seen,
+            [
+                "check disk failed: full",
+                "readiness changed: not ready (failing: disk)"
+            ]
+        );
+    }
 }

@@ -237,3 +237,162 @@ fn respond(
         allow: options,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, path: &'static str, query: &'static str) -> Request<'static> {
+        Request {
+            method,
+            path,
+            query,
+            http11: true,
+            keep_alive: true,
+            content_length: 0,
+            accept_json: false,
+        }
+    }
+
+    fn get(health: &Health, routes: &Routes, target: &'static str) -> Response<'static> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        route(&request(Method::Get, path, query), health, routes)
+    }
+
+    #[test]
+    fn endpoint_healthz_and_readyz_mean_readiness_and_livez_liveness() {
+        assert!(matches!(
+            endpoint("/healthz", ""),
+            Some(("healthz", Kind::Readiness, None))
+        ));
+        assert!(matches!(
+            endpoint("/readyz", ""),
+            Some(("readyz", Kind::Readiness, None))
+        ));
+        assert!(matches!(
+            endpoint("/livez", ""),
+            Some(("livez", Kind::Liveness, None))
+        ));
+    }
+
+    #[test]
+    fn endpoint_with_one_more_segment_names_a_target_or_check() {
+        assert!(matches!(
+            endpoint("/readyz/db", ""),
+            Some((_, Kind::Readiness, Some("db")))
+        ));
+        assert!(matches!(
+            endpoint("/livez/loop", ""),
+            Some((_, Kind::Liveness, Some("loop")))
+        ));
+    }
+
+    #[test]
+    fn endpoint_refuses_empty_or_deeper_names_and_other_paths() {
+        for path in [
+            "/readyz/",
+            "/readyz/a/b",
+            "/",
+            "/healthzz",
+            "/health",
+            "healthz",
+            "",
+        ] {
+            assert!(endpoint(path, "").is_none(), "{path}");
+        }
+    }
+
+    #[test]
+    fn endpoint_under_a_prefix_answers_only_there() {
+        assert!(endpoint("/v1.0/healthz", "/v1.0").is_some());
+        assert!(endpoint("/healthz", "/v1.0").is_none());
+        assert!(endpoint("/v1.0healthz", "/v1.0").is_none());
+        assert!(endpoint("/v1.0/livez/x", "/v1.0").is_some());
+    }
+
+    #[test]
+    fn query_understands_verbose_json_and_exclude_and_ignores_the_rest() {
+        let q = Query::parse("verbose&format=json&exclude=db&exclude=cache&x=1&&");
+        assert!(q.verbose && q.json);
+        assert_eq!(q.exclude, ["db", "cache"]);
+        let q = Query::parse("verbose=0&format=xml&exclude=");
+        assert!(q.verbose, "verbose is a flag: any value turns it on");
+        assert!(!q.json, "only format=json asks for JSON");
+        assert!(q.exclude.is_empty(), "an empty exclude names nothing");
+        let q = Query::parse("");
+        assert!(!q.verbose && !q.json && q.exclude.is_empty());
+    }
+
+    #[test]
+    fn a_plain_probe_is_200_ok_or_503_not_ready() {
+        let health = Health::new();
+        let routes = Routes::default();
+        let failing = get(&health, &routes, "/healthz");
+        assert_eq!(
+            (failing.status, &failing.body[..]),
+            (503, &b"not ready\n"[..])
+        );
+        health.ready();
+        let passing = get(&health, &routes, "/healthz?ignored=1");
+        assert_eq!((passing.status, &passing.body[..]), (200, &b"ok\n"[..]));
+        assert_eq!(&get(&health, &routes, "/livez").body[..], b"ok\n");
+    }
+
+    #[test]
+    fn head_has_the_status_without_a_body_and_options_adds_allow() {
+        let health = Health::new();
+        let routes = Routes::default();
+        let head = route(&request(Method::Head, "/healthz", ""), &health, &routes);
+        assert_eq!(
+            (head.status, head.omit_body, head.allow),
+            (503, true, false)
+        );
+        let options = route(&request(Method::Options, "/healthz", ""), &health, &routes);
+        assert_eq!((options.status, options.allow), (503, true));
+        assert!(options.body.is_empty());
+    }
+
+    #[test]
+    fn other_methods_get_405_with_allow_and_unknown_paths_404() {
+        let health = Health::new();
+        let routes = Routes::default();
+        let post = route(&request(Method::Other, "/healthz", ""), &health, &routes);
+        assert_eq!((post.status, post.allow), (405, true));
+        assert_eq!(get(&health, &routes, "/metrics").status, 404);
+        assert_eq!(get(&health, &routes, "/readyz/nope").status, 404);
+    }
+
+    #[test]
+    fn the_daprd_flavour_is_204_or_500_with_its_json_error() {
+        let health = Health::new();
+        let routes = Routes {
+            prefix: "/v1.0".into(),
+            success: 204,
+            failure: 500,
+            failure_body: FailureBody::DaprJson,
+            show_reasons: false,
+        };
+        let failing = get(&health, &routes, "/v1.0/healthz");
+        assert_eq!((failing.status, failing.content_type), (500, JSON));
+        assert_eq!(
+            &failing.body[..],
+            br#"{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready: [ready]"}"#
+        );
+        health.ready();
+        let passing = get(&health, &routes, "/v1.0/healthz");
+        assert_eq!((passing.status, passing.body.len()), (204, 0));
+        assert_eq!(get(&health, &routes, "/v1.0/healthz?verbose").status, 200);
+    }
+
+    #[test]
+    fn a_refusal_of_head_has_no_body_and_others_say_why() {
+        let head = refuse(Method::Head, ParseError::HeadTooLarge);
+        assert_eq!((head.status, head.omit_body), (431, true));
+        let get = refuse(Method::Get, ParseError::LineTooLong);
+        assert_eq!(
+            (get.status, &get.body[..]),
+            (414, &b"request line too long\n"[..])
+        );
+        assert!(!refusal(Method::Options, 408, b"request timeout\n").allow);
+    }
+}
