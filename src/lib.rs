@@ -120,7 +120,7 @@ pub use error::Error;
 pub use event::Event;
 pub use health::{Health, Target};
 pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
-pub use route::FailureBody;
+pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
 

@@ -66,6 +66,9 @@ impl ProbeResponse {
 pub enum ProbeErrorKind {
     /// The target is not `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`.
     InvalidTarget,
+    /// The probe's own settings are out of bounds (a zero or over-long
+    /// timeout): nothing was sent.
+    InvalidSettings,
     /// The host name did not resolve.
     Resolve,
     /// Nothing listens there.
@@ -114,6 +117,7 @@ impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {
             ProbeErrorKind::InvalidTarget => "invalid target",
+            ProbeErrorKind::InvalidSettings => "invalid probe settings",
             ProbeErrorKind::Resolve => "cannot resolve host",
             ProbeErrorKind::Refused => "connection refused",
             ProbeErrorKind::TimedOut => "timed out",
@@ -205,7 +209,7 @@ impl Probe {
     pub fn run(&self) -> Result<ProbeResponse, ProbeError> {
         if self.timeout.is_zero() || self.timeout > crate::error::LONGEST {
             return Err(ProbeError::new(
-                ProbeErrorKind::InvalidTarget,
+                ProbeErrorKind::InvalidSettings,
                 "the timeout must be above zero and at most a year",
             ));
         }

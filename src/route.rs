@@ -29,13 +29,56 @@ pub enum FailureBody {
     DaprJson,
 }
 
+/// The status of a passing plain probe. Two are allowed, so it is a type: a
+/// status a prober would misread (201, 302) cannot be configured at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SuccessStatus {
+    /// `200 OK` with the body `ok`: the default, and what load balancers
+    /// that accept only 200 (AWS ALB by default) need.
+    #[default]
+    Ok,
+    /// `204 No Content`, no body: daprd's.
+    NoContent,
+}
+
+/// The status of a failing probe. Two are allowed, so it is a type: every
+/// prober reads either as failure, and nothing else can be configured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailureStatus {
+    /// `503 Service Unavailable`: "not now". The default.
+    #[default]
+    ServiceUnavailable,
+    /// `500 Internal Server Error`: daprd's.
+    InternalServerError,
+}
+
+impl SuccessStatus {
+    /// The status code: 200 or 204.
+    pub fn code(self) -> u16 {
+        match self {
+            SuccessStatus::Ok => 200,
+            SuccessStatus::NoContent => 204,
+        }
+    }
+}
+
+impl FailureStatus {
+    /// The status code: 503 or 500.
+    pub fn code(self) -> u16 {
+        match self {
+            FailureStatus::ServiceUnavailable => 503,
+            FailureStatus::InternalServerError => 500,
+        }
+    }
+}
+
 /// How the health endpoints are spelled and answered.
 #[derive(Clone, Debug)]
 pub(crate) struct Routes {
     /// Prepended to every path: `/v1.0` serves `/v1.0/healthz`.
     pub prefix: String,
-    pub success: u16,
-    pub failure: u16,
+    pub success: SuccessStatus,
+    pub failure: FailureStatus,
     pub failure_body: FailureBody,
     /// Put check failure reasons in response bodies (otherwise only in events).
     pub show_reasons: bool,
@@ -45,8 +88,8 @@ impl Default for Routes {
     fn default() -> Routes {
         Routes {
             prefix: String::new(),
-            success: 200,
-            failure: 503,
+            success: SuccessStatus::Ok,
+            failure: FailureStatus::ServiceUnavailable,
             failure_body: FailureBody::Text,
             show_reasons: false,
         }
@@ -54,14 +97,8 @@ impl Default for Routes {
 }
 
 impl Routes {
-    /// Refuses statuses and prefixes the endpoints cannot be served with.
+    /// Refuses a prefix the endpoints cannot be served under.
     pub fn validate(&self) -> io::Result<()> {
-        if ![200, 204].contains(&self.success) || ![500, 503].contains(&self.failure) {
-            return Err(invalid(format!(
-                "success_status must be 200 or 204 and failure_status 503 or 500, not {} and {}",
-                self.success, self.failure
-            )));
-        }
         let prefix = &self.prefix;
         let prefix_ok = prefix.is_empty()
             || (prefix.starts_with('/')
@@ -109,7 +146,7 @@ pub(crate) fn route(request: &Request<'_>, health: &Health, routes: &Routes) -> 
         return verdict(request.method, ok, kind, routes, Some(&report));
     }
     // A body was asked for: success is 200 even where the plain answer is 204.
-    let status = if ok { 200 } else { routes.failure };
+    let status = if ok { 200 } else { routes.failure.code() };
     let (content_type, body) = if json {
         (HEALTH_JSON, render::json(&report, routes.show_reasons))
     } else {
@@ -149,13 +186,16 @@ fn verdict(
     report: Option<&Report>,
 ) -> Response<'static> {
     if ok {
-        let body: &'static [u8] = if routes.success == 204 { b"" } else { b"ok\n" };
-        return respond(method, routes.success, TEXT, Cow::Borrowed(body));
+        let body: &'static [u8] = match routes.success {
+            SuccessStatus::Ok => b"ok\n",
+            SuccessStatus::NoContent => b"",
+        };
+        return respond(method, routes.success.code(), TEXT, Cow::Borrowed(body));
     }
     match (routes.failure_body, report) {
         (FailureBody::DaprJson, Some(report)) => respond(
             method,
-            routes.failure,
+            routes.failure.code(),
             JSON,
             Cow::Owned(render::dapr_error(&report.failing())),
         ),
@@ -164,7 +204,7 @@ fn verdict(
                 Kind::Readiness => b"not ready\n",
                 Kind::Liveness => b"not alive\n",
             };
-            respond(method, routes.failure, TEXT, Cow::Borrowed(body))
+            respond(method, routes.failure.code(), TEXT, Cow::Borrowed(body))
         }
     }
 }
@@ -367,8 +407,8 @@ mod tests {
         let health = Health::new();
         let routes = Routes {
             prefix: "/v1.0".into(),
-            success: 204,
-            failure: 500,
+            success: SuccessStatus::NoContent,
+            failure: FailureStatus::InternalServerError,
             failure_body: FailureBody::DaprJson,
             show_reasons: false,
         };

@@ -17,7 +17,7 @@ use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
 use crate::registry::Registry;
-use crate::route::{FailureBody, Routes};
+use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
 use crate::shutdown::ShutdownToken;
 use crate::sync::{lock, Latch};
 
@@ -236,17 +236,25 @@ impl Server {
         self
     }
 
-    /// The status of a passing plain probe: 200 (default) or 204. With 204 the
-    /// answer has no body; `?verbose` and JSON answers still use 200. Keep 200
-    /// for load balancers that accept only 200, such as AWS ALB by default.
-    pub fn success_status(mut self, status: u16) -> Server {
+    /// The status of a passing plain probe: [`SuccessStatus::Ok`] (200, the
+    /// default) or [`SuccessStatus::NoContent`] (204, no body); `?verbose`
+    /// and JSON answers still use 200. Keep 200 for load balancers that
+    /// accept only 200, such as AWS ALB by default.
+    ///
+    /// A type rather than a number, so no other status can be configured:
+    ///
+    /// ```compile_fail
+    /// healthz::Server::new(healthz::Health::new()).success_status(201);
+    /// ```
+    pub fn success_status(mut self, status: SuccessStatus) -> Server {
         self.config.routes.success = status;
         self
     }
 
-    /// The status of a failing probe: 503 (default; every prober reads it as
-    /// "not now") or 500 (daprd's).
-    pub fn failure_status(mut self, status: u16) -> Server {
+    /// The status of a failing probe: [`FailureStatus::ServiceUnavailable`]
+    /// (503, the default; every prober reads it as "not now") or
+    /// [`FailureStatus::InternalServerError`] (500, daprd's).
+    pub fn failure_status(mut self, status: FailureStatus) -> Server {
         self.config.routes.failure = status;
         self
     }
@@ -259,8 +267,8 @@ impl Server {
     /// # fn main() -> std::io::Result<()> {
     /// let daprd_like = healthz::Server::new(healthz::Health::new())
     ///     .path_prefix("/v1.0")
-    ///     .success_status(204)
-    ///     .failure_status(500)
+    ///     .success_status(healthz::SuccessStatus::NoContent)
+    ///     .failure_status(healthz::FailureStatus::InternalServerError)
     ///     .failure_body(healthz::FailureBody::DaprJson)
     ///     .bind("127.0.0.1:0")?;
     /// # Ok(())

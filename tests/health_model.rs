@@ -298,8 +298,8 @@ fn the_daprd_flavour_byte_for_byte() {
     let health = Health::new();
     let server = Server::new(health.clone())
         .path_prefix("/v1.0")
-        .success_status(204)
-        .failure_status(500)
+        .success_status(healthz::SuccessStatus::NoContent)
+        .failure_status(healthz::FailureStatus::InternalServerError)
         .failure_body(FailureBody::DaprJson)
         .bind("127.0.0.1:0")
         .unwrap();
@@ -338,19 +338,6 @@ fn the_daprd_flavour_byte_for_byte() {
     assert!(text.ends_with("\r\n\r\n"), "no body on a 204: {text}");
     // A body asked for is a 200.
     assert_eq!(get(addr, "/v1.0/healthz?verbose").status, 200);
-}
-
-#[test]
-fn statuses_outside_the_supported_flavours_are_refused() {
-    let error = Server::new(Health::new())
-        .success_status(201)
-        .bind("127.0.0.1:0")
-        .unwrap_err();
-    assert!(error.to_string().contains("success_status"), "{error}");
-    assert!(Server::new(Health::new())
-        .failure_status(404)
-        .bind("127.0.0.1:0")
-        .is_err());
 }
 
 #[test]

@@ -50,7 +50,8 @@ fn sizes_and_durations_out_of_bounds_are_an_err_not_a_panic() {
     let probe = healthz::Probe::new("127.0.0.1:1").unwrap().timeout(huge);
     assert_eq!(
         probe.run().unwrap_err().kind(),
-        healthz::ProbeErrorKind::InvalidTarget
+        healthz::ProbeErrorKind::InvalidSettings,
+        "the target is fine; the timeout is not"
     );
 }
 
@@ -72,6 +73,27 @@ fn invalid_configuration_is_an_err_not_a_panic() {
         .bind("127.0.0.1:0")
         .unwrap_err();
     assert!(error.to_string().contains("spare_threads"), "{error}");
+}
+
+#[test]
+fn bind_and_run_report_an_invalid_configuration_the_same_way_before_any_socket() {
+    let invalid = || Server::new(Health::new()).idle_timeout(Duration::ZERO);
+    // The port is taken: bind must refuse the configuration before it tries it.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let from_bind = invalid().bind(taken.local_addr().unwrap()).unwrap_err();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let from_run = invalid()
+        .run(listener, &healthz::ShutdownToken::new())
+        .unwrap_err();
+    for error in [&from_bind, &from_run] {
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(!error.is_deadline());
+    }
+    assert_eq!(from_bind.to_string(), from_run.to_string());
+    assert_eq!(
+        from_bind.to_string(),
+        "healthz: idle_timeout must be greater than zero"
+    );
 }
 
 #[test]
