@@ -157,6 +157,9 @@ impl Acceptors {
     /// seen another one really waiting, and whoever takes the last place sees
     /// zero and starts a thread. Someone is always accepting.
     fn enlist(self: &Arc<Self>) -> Option<Arc<TcpListener>> {
+        if self.service.registry.is_closed() {
+            return None;
+        }
         let before = self
             .waiting
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |waiting| {
@@ -196,7 +199,8 @@ impl Acceptors {
     }
 
     /// The timer: once no connection has come for the quiet period, wakes
-    /// every thread above the floor, which ends; then it ends too.
+    /// every thread above the floor, which ends; then it ends too. It also
+    /// ends when it finds no extra thread to send home.
     fn retire(self: &Arc<Self>) {
         let registry = &self.service.registry;
         let mut seen = registry.accepted();
@@ -205,7 +209,7 @@ impl Acceptors {
                 return; // shutdown wakes everyone
             }
             let accepted = registry.accepted();
-            if accepted != seen {
+            if accepted != seen && self.extra() > 0 {
                 seen = accepted;
                 continue;
             }
@@ -244,12 +248,17 @@ impl Acceptors {
     }
 
     /// Ends accepting: sets the server's stop signal, closes the listener,
-    /// and wakes every thread in `accept`. Waits until they are back or
-    /// `deadline` passes; returns how many are still in `accept`.
-    pub fn stop(&self, deadline: Instant) -> usize {
+    /// and wakes every thread in `accept`. The listening socket closes as the
+    /// last of them comes back.
+    pub fn stop(&self) {
         self.service.registry.close();
         *write(&self.listener) = None;
         self.wake(self.waiting.load(Ordering::SeqCst));
+    }
+
+    /// Waits until no thread is in `accept` or `deadline` passes; returns
+    /// how many still are (their wake-up could not be made).
+    pub fn wait_stopped(&self, deadline: Instant) -> usize {
         let mut waiting = 0;
         let guard = lock(&self.back.0);
         let _ = wait_until(&self.back.1, guard, deadline, |_| {

@@ -588,13 +588,14 @@ impl Lifecycle {
         let registry = &service.registry;
         let deadline = Instant::now() + timeout;
 
-        // 1. Stop accepting: the listener closes, threads in `accept` leave.
-        let unwoken = acceptors.stop(deadline);
+        // 1. Stop accepting: threads in `accept` are woken to leave.
+        acceptors.stop();
         service.events.emit(Event::ShuttingDown);
         // 2. Close idle connections.
         registry.close_idle();
-        // 3. Wait for requests in flight.
+        // 3. Wait for requests in flight (and for the threads to leave `accept`).
         let mut left = registry.wait_empty(deadline);
+        let unwoken = acceptors.wait_stopped(deadline);
         // 4. At the deadline, close the rest by force.
         let cut = if left > 0 { registry.close_all() } else { 0 };
         if cut > 0 {
