@@ -102,6 +102,8 @@ pub(crate) fn serve(
             out: &mut buffers.out,
             date: &mut buffers.date,
             write_timeout: service.settings.write_timeout,
+            sent: false,
+            nodelay: false,
         },
     };
     if let Err(error) = conn.run(accepted) {
@@ -368,6 +370,12 @@ struct Output<'a> {
     out: &'a mut Vec<u8>,
     date: &'a mut date::Cache,
     write_timeout: Duration,
+    /// Whether anything was written on this connection yet.
+    sent: bool,
+    /// Whether Nagle's algorithm is off. The first write of a connection has
+    /// nothing unacknowledged before it, so it leaves at once anyway; the
+    /// option is set (one system call) only before a second one.
+    nodelay: bool,
 }
 
 impl Output<'_> {
@@ -385,12 +393,20 @@ impl Output<'_> {
 
     fn write_out(&mut self) -> io::Result<()> {
         let mut stream = self.stream;
+        if self.out.is_empty() {
+            return Ok(());
+        }
         let mut written = 0;
         let mut deadline = None;
         let result = loop {
             if written == self.out.len() {
                 break Ok(());
             }
+            if self.sent && !self.nodelay {
+                stream.set_nodelay(true)?;
+                self.nodelay = true;
+            }
+            self.sent = true;
             match stream.write(&self.out[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,

@@ -131,7 +131,8 @@ impl Drop for Registered<'_> {
     fn drop(&mut self) {
         let mut slots = self.registry.slots();
         slots.live.remove(&self.id);
-        if slots.live.is_empty() {
+        // Only shutdown waits for the registry to empty, and only once it is closed.
+        if slots.live.is_empty() && self.registry.is_closed() {
             self.registry.emptied.notify_all();
         }
     }
@@ -152,7 +153,7 @@ pub(crate) struct Registry {
     /// Connections registered over the server's life.
     accepted: AtomicU64,
     slots: Mutex<Slots>,
-    /// Signalled when the last connection leaves.
+    /// Signalled when the last connection leaves a closed registry.
     emptied: Condvar,
 }
 
