@@ -20,13 +20,16 @@
 //!    [`ShutdownToken`] is triggered.
 //! 3. Each connection has a thread of its own: the thread that was waiting
 //!    in `accept` when it came (one stays there for the next, and threads go
-//!    back when their connection ends). It reads a request, parses it, routes
-//!    it and answers, keeping the connection alive as HTTP/1.1 says, within
-//!    limits that no slow or hostile client can stretch.
+//!    back when their connection ends; after a burst, the extra ones go home
+//!    once connections have been quiet for a while). It waits for a request,
+//!    reads its head, parses it, marks the connection busy, routes it (checks
+//!    run here) and answers, keeping the connection alive as HTTP/1.1 says,
+//!    within limits that no slow or hostile client can stretch.
 //! 4. Shutdown (optionally after a drain that fails readiness first) stops
 //!    accepting at once (no polling), closes idle connections, lets requests
-//!    in flight finish, and joins every thread within a deadline (5 s by
-//!    default); what is cut at the deadline is reported as an [`Error`].
+//!    in flight finish, closes the rest at the deadline (5 s by default) and
+//!    joins every thread; what is cut at the deadline is reported as an
+//!    [`Error`].
 //! 5. An event hook ([`Server::on_event`]) hears about everything worth a log
 //!    line ([`Event`]), and never once per probe.
 //!

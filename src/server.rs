@@ -216,8 +216,9 @@ impl Server {
         self
     }
 
-    /// Longest request head (request line and headers); longer gets 431. It is
-    /// also each connection's buffer size. Default 8 KiB, at most 1 MiB.
+    /// Longest request head (request line and headers); longer gets 431. It
+    /// also bounds each connection's receive buffer, which starts at 1 KiB and
+    /// grows only for a head that needs it. Default 8 KiB, at most 1 MiB.
     pub fn max_request_head(mut self, bytes: usize) -> Server {
         self.config.conn.head.max_head = bytes;
         self
