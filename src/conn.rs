@@ -136,7 +136,6 @@ impl Conn<'_> {
         self.output
             .stream
             .set_write_timeout(Some(settings.write_timeout))?;
-        self.output.stream.set_nodelay(true)?;
         let mut served: u64 = 0;
         // The first request's head is due a request timeout after accept.
         let mut deadline = accepted + settings.request_timeout;
