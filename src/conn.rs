@@ -300,11 +300,11 @@ impl Conn<'_> {
             return;
         }
         let until = Instant::now() + LINGER;
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
             self.input.filled = 0;
             match self.input.read_until(until) {
-                Ok(n) if n > 0 => drained += n,
+                Ok(n) if n > 0 => discarded += n,
                 _ => return,
             }
         }
