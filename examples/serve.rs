@@ -16,6 +16,7 @@ serve: a healthz server controlled through stdin
 
 USAGE:
     serve [--addr HOST:PORT] [--not-ready] [--target NAME]...
+          [--liveness-target NAME]... [--systemd]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
@@ -23,6 +24,12 @@ OPTIONS:
     --not-ready        start not ready (the default is ready)
     --target NAME      register a readiness target NAME, starting ready
                        (repeatable)
+    --liveness-target NAME
+                       register a liveness target NAME, starting alive
+                       (repeatable)
+    --systemd          speak systemd's notify protocol: READY=1, STATUS=,
+                       STOPPING=1, and WATCHDOG=1 while alive (does nothing
+                       unless systemd sets NOTIFY_SOCKET)
     --drain-delay D    how long `drain` keeps serving: 5s (default), 250ms
     --shutdown-timeout D
                        how long shutdown waits for requests in flight before
@@ -39,6 +46,8 @@ STDIN COMMANDS, one per line:
     not-ready          mark the service not ready
     ready NAME         mark target NAME ready
     not-ready NAME     mark target NAME not ready
+    alive NAME         mark liveness target NAME alive
+    not-alive NAME     mark liveness target NAME not alive
     drain              fail readiness at once, keep serving for the drain
                        delay (liveness still passes), then shut down
     shutdown           shut down gracefully and exit
@@ -56,6 +65,8 @@ struct Options {
     addr: String,
     ready: bool,
     targets: Vec<String>,
+    liveness_targets: Vec<String>,
+    systemd: bool,
     drain_delay: Duration,
     shutdown_timeout: Duration,
 }
@@ -65,6 +76,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         addr: "0.0.0.0:8080".to_string(),
         ready: true,
         targets: Vec::new(),
+        liveness_targets: Vec::new(),
+        systemd: false,
         drain_delay: Duration::from_secs(5),
         shutdown_timeout: Duration::from_secs(5),
     };
@@ -76,6 +89,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--target" => options
                 .targets
                 .push(args.next().ok_or("--target needs a NAME")?),
+            "--liveness-target" => options
+                .liveness_targets
+                .push(args.next().ok_or("--liveness-target needs a NAME")?),
+            "--systemd" => options.systemd = true,
             "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
             "--shutdown-timeout" => options.shutdown_timeout = duration(&arg, args.next())?,
             _ => match arg.strip_prefix("--addr=") {
@@ -115,7 +132,18 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut liveness_targets = Vec::new();
+    for name in &options.liveness_targets {
+        match health.liveness_target(name) {
+            Ok(target) => liveness_targets.push(target),
+            Err(e) => {
+                eprintln!("error: --liveness-target {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let server = healthz::Server::new(health.clone())
+        .notify_systemd(options.systemd)
         .shutdown_timeout(options.shutdown_timeout)
         .on_event(|event| eprintln!("healthz: {event}"))
         .bind(&options.addr);
@@ -144,10 +172,20 @@ fn main() -> ExitCode {
         match words[..] {
             ["ready"] => health.ready(),
             ["not-ready"] => health.not_ready(),
-            [command @ ("ready" | "not-ready"), name] => match targets.iter().find(|t| t.name() == name) {
-                Some(target) => target.set_ready(command == "ready"),
-                None => eprintln!("unknown target `{name}`; start with --target {name}"),
-            },
+            [command @ ("ready" | "not-ready"), name] => {
+                match targets.iter().find(|t| t.name() == name) {
+                    Some(target) => target.set_ready(command == "ready"),
+                    None => eprintln!("unknown target `{name}`; start with --target {name}"),
+                }
+            }
+            [command @ ("alive" | "not-alive"), name] => {
+                match liveness_targets.iter().find(|t| t.name() == name) {
+                    Some(target) => target.set_ready(command == "alive"),
+                    None => eprintln!(
+                        "unknown liveness target `{name}`; start with --liveness-target {name}"
+                    ),
+                }
+            }
             ["drain"] => {
                 drain = true;
                 break;
@@ -155,7 +193,8 @@ fn main() -> ExitCode {
             ["shutdown"] => break,
             [] => {}
             _ => eprintln!(
-                "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, drain or shutdown",
+                "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, \
+                 alive NAME, not-alive NAME, drain or shutdown",
                 line.trim()
             ),
         }

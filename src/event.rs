@@ -91,6 +91,15 @@ pub enum Event {
         /// The check's name.
         name: String,
     },
+    /// A message to systemd (see [`Server::notify_systemd`](crate::Server::notify_systemd))
+    /// could not be sent. Reported once per server: later failures are
+    /// silent, and nothing is retried.
+    NotifyError {
+        /// `NOTIFY_SOCKET`, as systemd set it.
+        socket: String,
+        /// What the operating system said.
+        error: io::Error,
+    },
     /// Shutdown began with a drain: readiness fails at once, liveness keeps
     /// passing, and the server keeps serving for `delay` before it stops.
     Draining {
@@ -137,6 +146,9 @@ impl fmt::Display for Event {
             }
             Event::CheckFailed { name, reason } => write!(f, "check {name} failed: {reason}"),
             Event::CheckPassed { name } => write!(f, "check {name} passes"),
+            Event::NotifyError { socket, error } => {
+                write!(f, "systemd notification to {socket} failed: {error}")
+            }
             Event::Draining { delay } => {
                 write!(f, "draining: readiness fails, serving {delay:?} more")
             }

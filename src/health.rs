@@ -275,12 +275,12 @@ impl Health {
     /// background check's last verdict and every on-request check's last
     /// result (a check never run counts as passing), and not draining.
     pub fn is_ready(&self) -> bool {
-        self.cached(Kind::Readiness).is_empty()
+        self.failing(Kind::Readiness).is_empty()
     }
 
     /// Whether every liveness target and check holds (by their last results).
     pub fn is_alive(&self) -> bool {
-        self.cached(Kind::Liveness).is_empty()
+        self.failing(Kind::Liveness).is_empty()
     }
 
     /// Starts draining: readiness fails from now on, whatever the flag, targets
@@ -580,7 +580,7 @@ impl Health {
     }
 
     /// What fails now by the latest known results, without running any check.
-    fn cached(&self, kind: Kind) -> Vec<String> {
+    pub(crate) fn failing(&self, kind: Kind) -> Vec<String> {
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
             .iter()
             .filter(|e| e.kind == kind)
@@ -596,7 +596,7 @@ impl Health {
     fn changed(&self, kind: Kind) {
         let (event, hooks) = {
             let mut watchers = self.watchers();
-            let failing = self.cached(kind);
+            let failing = self.failing(kind);
             let healthy = failing.is_empty();
             if watchers.reported[kind as usize] == healthy {
                 return;

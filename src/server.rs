@@ -16,6 +16,7 @@ use crate::error::{invalid, Error, LONGEST};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
+use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
 use crate::shutdown::ShutdownToken;
@@ -57,6 +58,7 @@ pub(crate) struct Config {
     pub max_connections: usize,
     pub drain_delay: Duration,
     pub spares: Spares,
+    pub systemd: bool,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
                 quiet: Duration::from_secs(5),
                 stack_size: 128 * 1024,
             },
+            systemd: false,
         }
     }
 }
@@ -323,6 +326,35 @@ impl Server {
         self
     }
 
+    /// Speaks systemd's notify protocol (sd_notify(3)) when systemd asks for
+    /// it through `NOTIFY_SOCKET` (a path, or `@name` in the abstract
+    /// namespace). Off by default; on, and with the variable absent, nothing
+    /// is opened and nothing runs.
+    ///
+    /// - `READY=1` once, the first time readiness holds, so a `Type=notify`
+    ///   unit counts as started when the service is really ready;
+    /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` on every
+    ///   readiness change, for `systemctl status`;
+    /// - `STOPPING=1` when shutdown (or its drain) starts;
+    /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
+    ///   process), `WATCHDOG=1` every half of that interval **only while a
+    ///   liveness probe passes** (on-request liveness checks run for it). When
+    ///   liveness fails, the pings stop and systemd restarts the service once
+    ///   `WatchdogSec` passes. No `WATCHDOG=trigger` is sent: liveness checks
+    ///   already have their thresholds, a liveness that recovers before
+    ///   `WatchdogSec` resumes the pings, and the wait mirrors the kubelet's
+    ///   `failureThreshold` × `periodSeconds` instead of restarting on the
+    ///   first bad reading.
+    ///
+    /// The watchdog's timer is the only periodic wake-up in the crate, and it
+    /// exists only when systemd asked for a watchdog. A message that cannot be
+    /// sent is reported once ([`Event::NotifyError`]), never retried. Linux
+    /// only: elsewhere this compiles and does nothing.
+    pub fn notify_systemd(mut self, on: bool) -> Server {
+        self.config.systemd = on;
+        self
+    }
+
     /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
@@ -400,6 +432,7 @@ impl Server {
             max_connections,
             drain_delay,
             spares,
+            systemd,
         } = self.config;
         let events = Events::new(self.hook);
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
@@ -412,6 +445,10 @@ impl Server {
         });
         let acceptors = Acceptors::start(service.clone(), listener, spares)?;
         service.events.emit(Event::Listening { addr });
+        // Told only once connections are taken: systemd starts what depends on us then.
+        let systemd = systemd
+            .then(|| Systemd::start(&service.health, &service.events, spares.stack_size))
+            .flatten();
         Ok(Lifecycle {
             addr,
             token,
@@ -420,6 +457,7 @@ impl Server {
             stack_size: spares.stack_size,
             service,
             acceptors,
+            systemd,
             _watch: watch,
         })
     }
@@ -549,6 +587,7 @@ struct Lifecycle {
     stack_size: usize,
     service: Arc<Service>,
     acceptors: Arc<Acceptors>,
+    systemd: Option<Systemd>,
     /// The server's hook hears health events until the server stops.
     _watch: Option<Watch>,
 }
@@ -568,6 +607,9 @@ impl Lifecycle {
     /// shut down.
     fn supervise(self) -> Result<(), Error> {
         self.token.wait();
+        if let Some(systemd) = &self.systemd {
+            systemd.stopping();
+        }
         let delay = Duration::from_nanos(self.drain_delay.load(Ordering::SeqCst));
         if !delay.is_zero() {
             // Readiness fails at once; serving goes on until the delay is over.
@@ -583,6 +625,7 @@ impl Lifecycle {
         let Lifecycle {
             service,
             acceptors,
+            systemd,
             shutdown_timeout: timeout,
             ..
         } = self;
@@ -606,6 +649,9 @@ impl Lifecycle {
         //    user code (an event hook) and is left.
         let stuck = left + unwoken;
         acceptors.join(stuck == 0);
+        if let Some(systemd) = systemd {
+            systemd.stop();
+        }
 
         let connections = registry.accepted();
         service.events.emit(Event::Stopped { connections, cut });

@@ -3,98 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Instant;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
 
-use common::{get, PATIENCE};
-
-/// `cargo test` builds the examples next to the test binaries' `deps` folder.
-fn serve_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir
-        .join("examples")
-        .join(format!("serve{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} not built; run `cargo test`",
-        path.display()
-    );
-    path
-}
-
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    /// The child's stderr, a line at a time, read on a thread so waits are bounded.
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let mut child = Command::new(serve_binary())
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .trim()
-            .parse()
-            .unwrap();
-        let stderr = lines(child.stderr.take().unwrap());
-        Serve {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
-    }
-
-    /// Reads stderr until a line containing `text`: the server's own signal.
-    fn expect_stderr(&mut self, text: &str) {
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no stderr line with {text:?} within {PATIENCE:?}; saw {seen:?}"),
-            }
-        }
-    }
-}
-
-/// Forwards each line of `stderr` to the returned receiver until it ends.
-fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
+use common::{get, serve_binary, Serve};
 
 #[test]
 fn serve_follows_its_stdin_contract() {

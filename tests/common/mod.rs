@@ -218,3 +218,101 @@ pub fn kept_alive(addr: SocketAddr, count: usize, status: u16) -> Vec<Client> {
     }
     clients
 }
+
+/// `cargo test` builds the examples next to the test binaries' `deps` folder.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+pub fn serve_binary() -> std::path::PathBuf {
+    example_binary("serve")
+}
+
+/// The `serve` example running as a child, driven through its stdin.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// The child's stderr, a line at a time, read on a thread so waits are bounded.
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    /// Starts `serve --addr 127.0.0.1:0 ARGS` and waits for its first line.
+    pub fn start(args: &[&str]) -> Serve {
+        Serve::start_with_env(args, &[])
+    }
+
+    /// The same, with `env` added to the child's environment (never this process's).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(serve_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .trim()
+            .parse()
+            .unwrap();
+        let stderr = lines(child.stderr.take().unwrap());
+        Serve {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn command(&mut self, line: &str) {
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Reads stderr until a line containing `text`: the server's own signal.
+    pub fn expect_stderr(&mut self, text: &str) {
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no stderr line with {text:?} within {PATIENCE:?}; saw {seen:?}"),
+            }
+        }
+    }
+}
+
+/// Forwards each line of `stderr` to the returned receiver until it ends.
+fn lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
