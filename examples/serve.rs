@@ -16,7 +16,7 @@ serve: a healthz server controlled through stdin
 
 USAGE:
     serve [--addr HOST:PORT] [--not-ready] [--target NAME]...
-          [--liveness-target NAME]... [--systemd]
+          [--liveness-target NAME]... [--systemd] [--metrics]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
@@ -30,6 +30,7 @@ OPTIONS:
     --systemd          speak systemd's notify protocol: READY=1, STATUS=,
                        STOPPING=1, and WATCHDOG=1 while alive (does nothing
                        unless systemd sets NOTIFY_SOCKET)
+    --metrics          serve GET /metrics for Prometheus
     --drain-delay D    how long `drain` keeps serving: 5s (default), 250ms
     --shutdown-timeout D
                        how long shutdown waits for requests in flight before
@@ -67,6 +68,7 @@ struct Options {
     targets: Vec<String>,
     liveness_targets: Vec<String>,
     systemd: bool,
+    metrics: bool,
     drain_delay: Duration,
     shutdown_timeout: Duration,
 }
@@ -78,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         targets: Vec::new(),
         liveness_targets: Vec::new(),
         systemd: false,
+        metrics: false,
         drain_delay: Duration::from_secs(5),
         shutdown_timeout: Duration::from_secs(5),
     };
@@ -93,6 +96,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 .liveness_targets
                 .push(args.next().ok_or("--liveness-target needs a NAME")?),
             "--systemd" => options.systemd = true,
+            "--metrics" => options.metrics = true,
             "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
             "--shutdown-timeout" => options.shutdown_timeout = duration(&arg, args.next())?,
             _ => match arg.strip_prefix("--addr=") {
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
     }
     let server = healthz::Server::new(health.clone())
         .notify_systemd(options.systemd)
+        .metrics(options.metrics)
         .shutdown_timeout(options.shutdown_timeout)
         .on_event(|event| eprintln!("healthz: {event}"))
         .bind(&options.addr);

@@ -202,13 +202,13 @@ impl Acceptors {
     /// every thread above the floor, which ends; then it ends too. It also
     /// ends when it finds no extra thread to send home.
     fn retire(self: &Arc<Self>) {
-        let registry = &self.service.registry;
-        let mut seen = registry.accepted();
+        let (registry, counters) = (&self.service.registry, &self.service.counters);
+        let mut seen = counters.connections();
         loop {
             if registry.wait_closed(self.spares.quiet) {
                 return; // shutdown wakes everyone
             }
-            let accepted = registry.accepted();
+            let accepted = counters.connections();
             if accepted != seen && self.extra() > 0 {
                 seen = accepted;
                 continue;

@@ -173,6 +173,8 @@ struct RunState {
     started: u64,
     finished: u64,
     last: Option<Result<(), String>>,
+    /// How long the last finished run took.
+    took: Option<Duration>,
 }
 
 impl Runner {
@@ -222,7 +224,13 @@ impl Runner {
         state.last.clone().unwrap_or(Ok(()))
     }
 
+    /// How long the last finished run took; `None` before the first.
+    pub fn last_duration(&self) -> Option<Duration> {
+        lock(&self.state).took
+    }
+
     fn run_once(&self) {
+        let started = Instant::now();
         let outcome = match panic::catch_unwind(AssertUnwindSafe(|| (self.func)())) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(shorten(reason)),
@@ -231,6 +239,7 @@ impl Runner {
         let mut state = lock(&self.state);
         state.finished += 1;
         state.last = Some(outcome);
+        state.took = Some(started.elapsed());
         self.finished.notify_all();
     }
 }

@@ -12,6 +12,7 @@ use crate::error::client_went_away;
 use crate::event::{Event, Events};
 use crate::health::Health;
 use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
+use crate::metrics::Counters;
 use crate::registry::{Registered, Registry, State};
 use crate::route::{self, Routes};
 
@@ -50,6 +51,7 @@ pub(crate) struct Service {
     pub health: Health,
     pub events: Events,
     pub registry: Registry,
+    pub counters: Counters,
 }
 
 /// A connection thread's buffers, kept from one connection to the next so
@@ -74,14 +76,16 @@ pub(crate) fn serve(
     accepted: Instant,
     buffers: &mut Buffers,
 ) {
-    let events = &service.events;
+    let (events, counters) = (&service.events, &service.counters);
     let evicted = |peer| {
+        counters.evicted();
         let reason = "evicted: connection limit reached";
         events.emit(Event::Rejected { peer, reason });
     };
     let Some(registered) = service.registry.register(stream, peer, evicted) else {
         return;
     };
+    counters.accepted();
     buffers.head.resize(HEAD_START, 0);
     buffers.head.shrink_to(HEAD_START);
     buffers.out.clear();
@@ -172,6 +176,7 @@ impl Conn<'_> {
             let (request, len) = match head {
                 Head::Complete(request, len) => (request, len),
                 Head::Refused(method, error) => {
+                    self.service.counters.malformed();
                     let reason = "malformed or oversized request";
                     return self.reject(route::refuse(method, error), reason);
                 }
@@ -192,7 +197,13 @@ impl Conn<'_> {
             let response = if too_large {
                 route::refusal(request.method, 413, b"request body too large\n")
             } else {
-                route::route(&request, &self.service.health, &self.service.routes)
+                let service = self.service;
+                route::route(
+                    &request,
+                    &service.health,
+                    &service.routes,
+                    &service.counters,
+                )
             };
             // Whether to keep alive is known once the request is complete; a
             // server shutting down says so and closes.
@@ -205,7 +216,7 @@ impl Conn<'_> {
                 (true, true) => Persist::KeepAlive,
                 (true, false) => Persist::KeepAlive10,
             };
-            self.output.push(&response, persist);
+            self.answer(&response, persist);
             self.input.consume(len);
 
             // Keep alive, or close.
@@ -240,6 +251,12 @@ impl Conn<'_> {
             Err(e) if is_timeout(&e) || client_went_away(&e) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Queues an answer, and counts it.
+    fn answer(&mut self, response: &Response<'_>, persist: Persist) {
+        self.service.counters.answered(response.status);
+        self.output.push(response, persist);
     }
 
     /// Receives more of a request head by `deadline`; what came instead, if
@@ -282,7 +299,7 @@ impl Conn<'_> {
 
     /// Answers with an error, closes, and reports why.
     fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
-        self.output.push(&response, Persist::Close);
+        self.answer(&response, Persist::Close);
         let peer = self.conn.slot().peer();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.output.flush()?;

@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread;
+use std::time::Duration;
 
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
@@ -88,6 +89,18 @@ struct Entry {
     name: String,
     kind: Kind,
     state: EntryState,
+    /// Runs of a check that failed (timeouts and panics included).
+    failures: AtomicU64,
+}
+
+/// What the metrics say of one target or check (or built-in item).
+#[derive(Debug)]
+pub(crate) struct Gauge {
+    pub kind: Kind,
+    pub name: String,
+    pub passing: bool,
+    /// For checks: the last run's duration (none before the first) and failed runs.
+    pub check: Option<(Option<Duration>, u64)>,
 }
 
 impl Entry {
@@ -331,6 +344,7 @@ impl Health {
             name: name.to_string(),
             kind,
             state: EntryState::Target(AtomicBool::new(ready)),
+            failures: AtomicU64::new(0),
         });
         self.register(entry.clone(), !ready)?;
         Ok(Target {
@@ -365,6 +379,7 @@ impl Health {
             name: check.name,
             kind,
             state,
+            failures: AtomicU64::new(0),
         });
         self.register(entry.clone(), failing)?;
         if matches!(entry.state, EntryState::Background { .. }) {
@@ -433,6 +448,9 @@ impl Health {
         else {
             return;
         };
+        if outcome.is_err() {
+            entry.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let flipped = {
             let mut state = lock(state);
             state.1 = now();
@@ -537,6 +555,9 @@ impl Health {
         let EntryState::OnRequest { last, .. } = &entry.state else {
             return;
         };
+        if outcome.is_err() {
+            entry.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let changed = {
             let mut last = lock(last);
             let changed = last.is_ok() != outcome.is_ok();
@@ -577,6 +598,37 @@ impl Health {
             ],
             Kind::Liveness => vec![item("ping", true, "")],
         }
+    }
+
+    /// Every item of both kinds by the latest known results, without running
+    /// any check, with each check's last duration and failed runs: what
+    /// `/metrics` shows.
+    pub(crate) fn gauges(&self) -> Vec<Gauge> {
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
+        let mut gauges = Vec::new();
+        for kind in [Kind::Readiness, Kind::Liveness] {
+            let of_kind: Vec<Arc<Entry>> =
+                entries.iter().filter(|e| e.kind == kind).cloned().collect();
+            let items = self.items(kind, &of_kind);
+            for item in items {
+                let entry = of_kind.iter().find(|e| e.name == item.name);
+                let check = entry.and_then(|entry| match &entry.state {
+                    EntryState::Target(_) => None,
+                    EntryState::OnRequest { runner, .. }
+                    | EntryState::Background { runner, .. } => Some((
+                        runner.last_duration(),
+                        entry.failures.load(Ordering::Relaxed),
+                    )),
+                });
+                gauges.push(Gauge {
+                    kind,
+                    passing: !item.fails(),
+                    name: item.name,
+                    check,
+                });
+            }
+        }
+        gauges
     }
 
     /// What fails now by the latest known results, without running any check.

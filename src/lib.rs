@@ -110,6 +110,7 @@ mod error;
 mod event;
 mod health;
 mod http;
+mod metrics;
 mod notify;
 mod probe;
 mod registry;

@@ -150,8 +150,6 @@ pub(crate) struct Registry {
     epoch: Instant,
     /// Set once, when accepting ends: the server's stop signal.
     closed: Latch,
-    /// Connections registered over the server's life.
-    accepted: AtomicU64,
     slots: Mutex<Slots>,
     /// Signalled when the last connection leaves a closed registry.
     emptied: Condvar,
@@ -164,7 +162,6 @@ impl Registry {
             max,
             epoch: Instant::now(),
             closed: Latch::default(),
-            accepted: AtomicU64::new(0),
             slots: Mutex::default(),
             emptied: Condvar::new(),
         }
@@ -196,7 +193,6 @@ impl Registry {
             evicted(slot.peer);
             slots = self.slots();
         }
-        self.accepted.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             stream,
             peer,
@@ -227,11 +223,6 @@ impl Registry {
     /// Waits until accepting ends or `timeout` passes; true if it ended.
     pub fn wait_closed(&self, timeout: Duration) -> bool {
         self.closed.wait_timeout(timeout)
-    }
-
-    /// Connections registered over the server's life.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Closes every idle connection; the busy ones finish their answer first.

@@ -9,6 +9,7 @@ use crate::error::invalid;
 
 use crate::health::{Health, Kind, Report};
 use crate::http::{Method, ParseError, Request, Response};
+use crate::metrics::{self, Counters};
 use crate::render;
 
 /// The content type of text bodies.
@@ -82,6 +83,8 @@ pub(crate) struct Routes {
     pub failure_body: FailureBody,
     /// Put check failure reasons in response bodies (otherwise only in events).
     pub show_reasons: bool,
+    /// Serve `/metrics`.
+    pub metrics: bool,
 }
 
 impl Default for Routes {
@@ -92,6 +95,7 @@ impl Default for Routes {
             failure: FailureStatus::ServiceUnavailable,
             failure_body: FailureBody::Text,
             show_reasons: false,
+            metrics: false,
         }
     }
 }
@@ -116,7 +120,22 @@ impl Routes {
 }
 
 /// Answers one request.
-pub(crate) fn route(request: &Request<'_>, health: &Health, routes: &Routes) -> Response<'static> {
+pub(crate) fn route(
+    request: &Request<'_>,
+    health: &Health,
+    routes: &Routes,
+    counters: &Counters,
+) -> Response<'static> {
+    if routes.metrics && request.path.strip_prefix(routes.prefix.as_str()) == Some("/metrics") {
+        if request.method == Method::Other {
+            return Response {
+                allow: true,
+                ..answer(request.method, 405, b"method not allowed\n")
+            };
+        }
+        let body = Cow::Owned(metrics::render(health, counters));
+        return respond(request.method, 200, metrics::CONTENT_TYPE, body);
+    }
     let Some((endpoint, kind, name)) = endpoint(request.path, &routes.prefix) else {
         return answer(request.method, 404, b"not found\n");
     };
@@ -296,7 +315,12 @@ mod tests {
 
     fn get(health: &Health, routes: &Routes, target: &'static str) -> Response<'static> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        route(&request(Method::Get, path, query), health, routes)
+        route(
+            &request(Method::Get, path, query),
+            health,
+            routes,
+            &Counters::default(),
+        )
     }
 
     #[test]
@@ -382,12 +406,22 @@ mod tests {
     fn head_has_the_status_without_a_body_and_options_adds_allow() {
         let health = Health::new();
         let routes = Routes::default();
-        let head = route(&request(Method::Head, "/healthz", ""), &health, &routes);
+        let head = route(
+            &request(Method::Head, "/healthz", ""),
+            &health,
+            &routes,
+            &Counters::default(),
+        );
         assert_eq!(
             (head.status, head.omit_body, head.allow),
             (503, true, false)
         );
-        let options = route(&request(Method::Options, "/healthz", ""), &health, &routes);
+        let options = route(
+            &request(Method::Options, "/healthz", ""),
+            &health,
+            &routes,
+            &Counters::default(),
+        );
         assert_eq!((options.status, options.allow), (503, true));
         assert!(options.body.is_empty());
     }
@@ -396,7 +430,12 @@ mod tests {
     fn other_methods_get_405_with_allow_and_unknown_paths_404() {
         let health = Health::new();
         let routes = Routes::default();
-        let post = route(&request(Method::Other, "/healthz", ""), &health, &routes);
+        let post = route(
+            &request(Method::Other, "/healthz", ""),
+            &health,
+            &routes,
+            &Counters::default(),
+        );
         assert_eq!((post.status, post.allow), (405, true));
         assert_eq!(get(&health, &routes, "/metrics").status, 404);
         assert_eq!(get(&health, &routes, "/readyz/nope").status, 404);
@@ -411,6 +450,7 @@ mod tests {
             failure: FailureStatus::InternalServerError,
             failure_body: FailureBody::DaprJson,
             show_reasons: false,
+            metrics: false,
         };
         let failing = get(&health, &routes, "/v1.0/healthz");
         assert_eq!((failing.status, failing.content_type), (500, JSON));
@@ -422,6 +462,33 @@ mod tests {
         let passing = get(&health, &routes, "/v1.0/healthz");
         assert_eq!((passing.status, passing.body.len()), (204, 0));
         assert_eq!(get(&health, &routes, "/v1.0/healthz?verbose").status, 200);
+    }
+
+    #[test]
+    fn metrics_are_served_only_when_asked_for_and_under_the_prefix() {
+        let health = Health::new();
+        let mut routes = Routes::default();
+        assert_eq!(
+            get(&health, &routes, "/metrics").status,
+            404,
+            "off by default"
+        );
+        routes.metrics = true;
+        let metrics = get(&health, &routes, "/metrics");
+        assert_eq!(
+            (metrics.status, metrics.content_type),
+            (200, metrics::CONTENT_TYPE)
+        );
+        routes.prefix = "/v1.0".into();
+        assert_eq!(get(&health, &routes, "/metrics").status, 404);
+        assert_eq!(get(&health, &routes, "/v1.0/metrics").status, 200);
+        let post = route(
+            &request(Method::Other, "/v1.0/metrics", ""),
+            &health,
+            &routes,
+            &Counters::default(),
+        );
+        assert_eq!((post.status, post.allow), (405, true));
     }
 
     #[test]

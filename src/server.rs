@@ -16,6 +16,7 @@ use crate::error::{invalid, Error, LONGEST};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
+use crate::metrics::Counters;
 use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
@@ -326,6 +327,27 @@ impl Server {
         self
     }
 
+    /// Serves `GET /metrics` (under [`path_prefix`](Server::path_prefix), with
+    /// `HEAD` and `OPTIONS` as for the health endpoints) in Prometheus' text
+    /// exposition format 0.0.4. Off by default. It shows, by the latest
+    /// results (a scrape never runs a check):
+    ///
+    /// - `healthz_ready`, `healthz_alive`, `healthz_draining`: 0/1 gauges;
+    /// - `healthz_check{name,type}`: a 0/1 gauge per target, check and
+    ///   built-in item, `type` being `readyz` or `livez` (as the Kubernetes
+    ///   apiserver's `kubernetes_healthcheck`);
+    /// - `healthz_check_duration_seconds{name,type}`: each check's last run;
+    /// - `healthz_check_failures_total{name,type}`: each check's failed runs;
+    /// - `healthz_connections_accepted_total`, `healthz_connections_evicted_total`,
+    ///   `healthz_requests_total{code}`, `healthz_requests_malformed_total`.
+    ///
+    /// The counters are kept whether or not this is on: a relaxed atomic add
+    /// per connection and per answer.
+    pub fn metrics(mut self, on: bool) -> Server {
+        self.config.routes.metrics = on;
+        self
+    }
+
     /// Speaks systemd's notify protocol (sd_notify(3)) when systemd asks for
     /// it through `NOTIFY_SOCKET` (a path, or `@name` in the abstract
     /// namespace). Off by default; on, and with the variable absent, nothing
@@ -442,6 +464,7 @@ impl Server {
             health: self.health,
             events,
             registry: Registry::new(max_connections),
+            counters: Counters::default(),
         });
         let acceptors = Acceptors::start(service.clone(), listener, spares)?;
         service.events.emit(Event::Listening { addr });
@@ -653,7 +676,7 @@ impl Lifecycle {
             systemd.stop();
         }
 
-        let connections = registry.accepted();
+        let connections = service.counters.connections();
         service.events.emit(Event::Stopped { connections, cut });
         if cut > 0 || stuck > 0 {
             Err(Error::deadline(timeout, cut, stuck))

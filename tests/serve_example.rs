@@ -68,6 +68,23 @@ fn serve_reports_a_port_in_use_in_one_line_and_exits_non_zero() {
 }
 
 #[test]
+fn serve_metrics_and_liveness_targets_from_the_command_line() {
+    let mut serve = Serve::start(&["--metrics", "--liveness-target", "loop"]);
+    let metrics = get(serve.addr, "/metrics");
+    assert!(metrics
+        .text()
+        .contains("healthz_check{name=\"loop\",type=\"livez\"} 1\n"));
+    serve.command("not-alive loop");
+    serve.expect_stderr("liveness changed: not alive (failing: loop)");
+    assert_eq!(get(serve.addr, "/livez").status, 503);
+    serve.command("alive loop");
+    serve.expect_stderr("liveness changed: alive");
+    assert_eq!(get(serve.addr, "/livez").status, 200);
+    serve.command("shutdown");
+    assert!(serve.child.wait().unwrap().success());
+}
+
+#[test]
 fn serve_help_and_usage_errors() {
     let help = Command::new(serve_binary()).arg("--help").output().unwrap();
     assert!(help.status.success());
@@ -79,6 +96,11 @@ fn serve_help_and_usage_errors() {
         "not-ready",
         "shutdown",
         "listening on",
+        "--shutdown-timeout",
+        "--liveness-target",
+        "not-alive NAME",
+        "--systemd",
+        "--metrics",
     ] {
         assert!(text.contains(word), "--help does not mention {word}");
     }
