@@ -655,14 +655,15 @@ impl Lifecycle {
         let registry = &service.registry;
         let deadline = Instant::now() + timeout;
 
-        // 1. Stop accepting: threads in `accept` are woken to leave.
+        // 1. Stop accepting: threads in `accept` are woken to leave, and the
+        //    listening socket closes as the last one does.
         acceptors.stop();
-        service.events.emit(Event::ShuttingDown);
-        // 2. Close idle connections.
+        // 2. Close idle connections (while those threads leave).
         registry.close_idle();
-        // 3. Wait for requests in flight (and for the threads to leave `accept`).
-        let mut left = registry.wait_empty(deadline);
         let unwoken = acceptors.wait_stopped(deadline);
+        service.events.emit(Event::ShuttingDown);
+        // 3. Wait for requests in flight.
+        let mut left = registry.wait_empty(deadline);
         // 4. At the deadline, close the rest by force.
         let cut = if left > 0 { registry.close_all() } else { 0 };
         if cut > 0 {
