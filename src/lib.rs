@@ -32,6 +32,9 @@
 //!    [`Error`].
 //! 5. An event hook ([`Server::on_event`]) hears about everything worth a log
 //!    line ([`Event`]), and never once per probe.
+//! 6. Beyond HTTP probes, on request: `/metrics` for Prometheus
+//!    ([`Server::metrics`]), and systemd's notify protocol, whose watchdog is
+//!    pinged only while liveness passes ([`Server::notify_systemd`]).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,6 +71,7 @@
 //! | `HEAD` on them | the same status and headers, no body |
 //! | `OPTIONS` on them | the same status, no body, `Allow: GET, HEAD, OPTIONS` |
 //! | another method on them | `405` with `Allow` |
+//! | `GET /metrics`, with [`Server::metrics`] | health and counters in Prometheus' text format |
 //! | another path | `404` |
 //! | malformed or oversized request | `400`, `414`, `431` or `501`, then close |
 //!
