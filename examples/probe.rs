@@ -4,6 +4,7 @@
 //! ```text
 //! probe http://127.0.0.1:8080/healthz
 //! probe --timeout 500ms --expect 200-299 127.0.0.1:8080/readyz
+//! probe --wait 30s 127.0.0.1:8080/readyz      # an init container's wait
 //! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz probe
 //! ```
 
@@ -16,7 +17,7 @@ const HELP: &str = "\
 probe: check a health endpoint once, for Docker HEALTHCHECK and friends
 
 USAGE:
-    probe [--timeout DURATION] [--expect LOW-HIGH] [URL]
+    probe [--timeout DURATION] [--expect LOW-HIGH] [--wait DURATION] [URL]
 
 URL is http://HOST[:PORT][/PATH] or HOST:PORT[/PATH]; the path defaults to
 /healthz. Without URL, the HEALTHZ_PROBE_URL environment variable is used.
@@ -26,11 +27,16 @@ OPTIONS:
                          (seconds); default 1s
     --expect LOW-HIGH    statuses that count as healthy; default 200-399, as the
                          kubelet (a single status such as 200 also works)
+    --wait DURATION      try until healthy or until DURATION has passed, pausing
+                         50 ms between tries, doubling up to 1 s; each try has
+                         the whole --timeout. For init containers, compose's
+                         depends_on and start-up scripts
     -h, --help           print this help
 
 Prints one line saying why, and exits:
-    0  healthy
+    0  healthy (with --wait: as soon as one try is)
     1  unhealthy: refused, timed out, malformed answer, or a status outside --expect
+       (with --wait: the last try's reason, once DURATION has passed)
     2  usage error
 ";
 
@@ -38,12 +44,14 @@ struct Options {
     url: String,
     timeout: Duration,
     expect: std::ops::RangeInclusive<u16>,
+    wait: Option<Duration>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut url = None;
     let mut timeout = Duration::from_secs(1);
     let mut expect = 200..=399;
+    let mut wait = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -61,6 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "-h" | "--help" => return Ok(None),
             "--timeout" => timeout = parse_duration(&value("--timeout")?)?,
             "--expect" => expect = parse_range(&value("--expect")?)?,
+            "--wait" => wait = Some(parse_duration(&value("--wait")?)?),
             _ if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
             _ if url.is_none() => url = Some(arg),
             _ => return Err(format!("more than one URL: `{arg}`")),
@@ -74,6 +83,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         url,
         timeout,
         expect,
+        wait,
     }))
 }
 
@@ -123,7 +133,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match probe.run() {
+    let result = match options.wait {
+        Some(within) => probe.wait_healthy(within),
+        None => probe.run(),
+    };
+    match result {
         Ok(answer) => {
             println!("healthy: status {} from {}", answer.status(), options.url);
             ExitCode::SUCCESS

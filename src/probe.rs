@@ -7,6 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+/// The first pause between two tries of [`Probe::wait_healthy`]; it doubles.
+const WAIT_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between two tries.
+const WAIT_LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
 /// One health check against an HTTP endpoint, the way the kubelet does it.
 ///
 /// Sends `GET` with `Host`, `User-Agent: healthz-probe/<version>` and
@@ -203,6 +208,56 @@ impl Probe {
     pub fn max_response(mut self, bytes: usize) -> Probe {
         self.max_response = bytes;
         self
+    }
+
+    /// Tries until an answer is healthy or `within` has passed: for init
+    /// containers, `docker compose`'s `depends_on` and start-up scripts that
+    /// must wait for a service. Returns the first healthy answer, or the last
+    /// try's error.
+    ///
+    /// Each try has the whole [`timeout`](Probe::timeout). Between tries it
+    /// waits 50 ms, doubling up to 1 s, never past `within`; so it ends at
+    /// most one try's timeout after `within`. An invalid setting fails at once.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let health = healthz::Health::new();
+    /// let server = healthz::Server::new(health.clone()).bind("127.0.0.1:0")?;
+    /// let probe = healthz::Probe::new(&format!("{}/healthz", server.local_addr()))?;
+    ///
+    /// let never = probe.wait_healthy(Duration::from_millis(200)).unwrap_err();
+    /// assert_eq!(never.kind(), healthz::ProbeErrorKind::Unhealthy(503));
+    ///
+    /// let later = std::thread::spawn(move || health.ready());
+    /// assert_eq!(probe.wait_healthy(Duration::from_secs(10))?.status(), 200);
+    /// later.join().unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_healthy(&self, within: Duration) -> Result<ProbeResponse, ProbeError> {
+        if within > crate::error::LONGEST {
+            return Err(ProbeError::new(
+                ProbeErrorKind::InvalidSettings,
+                "the wait must be at most a year",
+            ));
+        }
+        let until = Instant::now() + within;
+        let mut pause = WAIT_FIRST_PAUSE;
+        loop {
+            let error = match self.run() {
+                Ok(answer) => return Ok(answer),
+                Err(error) if error.kind() == ProbeErrorKind::InvalidSettings => return Err(error),
+                Err(error) => error,
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(error);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(WAIT_LONGEST_PAUSE);
+        }
     }
 
     /// Runs the probe once.

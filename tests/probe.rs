@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::mpsc::Receiver;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -244,22 +245,89 @@ fn targets_are_checked_before_any_connection() {
     }
 }
 
-/// `cargo test` builds the examples next to the test binaries' `deps` folder.
 fn probe_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
+    common::example_binary("probe")
+}
+
+/// A server not ready yet, with a readiness check that says each time it
+/// is probed: the sign that a probe's try has reached it.
+fn not_ready_counting_tries() -> (healthz::Health, healthz::Running, Receiver<()>) {
+    let health = healthz::Health::new();
+    let (tried, tries) = std::sync::mpsc::channel();
+    let tried = std::sync::Mutex::new(tried);
+    let check = healthz::Check::new("tries", move || {
+        let _ = tried.lock().unwrap().send(());
+        Ok::<(), String>(())
+    });
+    health.add_check(check).unwrap();
+    let server = healthz::Server::new(health.clone())
+        .bind("127.0.0.1:0")
+        .unwrap();
+    (health, server, tries)
+}
+
+#[test]
+fn waiting_returns_the_first_healthy_answer_after_failed_tries() {
+    let (health, server, tries) = not_ready_counting_tries();
+    let turn_ready = thread::spawn(move || {
+        tries.recv_timeout(common::PATIENCE).expect("a first try");
+        health.ready();
+    });
+    let answer = probe(server.local_addr())
+        .wait_healthy(common::PATIENCE)
+        .expect("healthy once ready");
+    assert_eq!(answer.status(), 200);
+    turn_ready.join().unwrap();
+}
+
+#[test]
+fn waiting_ends_with_the_last_reason_when_never_healthy() {
+    let (_health, server, _tries) = not_ready_counting_tries();
+    let within = Duration::from_millis(300);
+    let started = Instant::now();
+    let error = probe(server.local_addr())
+        .timeout(Duration::from_millis(200))
+        .wait_healthy(within)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind(), ProbeErrorKind::Unhealthy(503));
+    assert!(took >= within, "gave up after {took:?}");
+    assert!(took < common::PATIENCE, "bounded: {took:?}");
+
+    let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("probe");
-    assert!(
-        path.exists(),
-        "{} not built; run `cargo test`",
-        path.display()
-    );
-    path
+        .local_addr()
+        .unwrap();
+    let error = probe(closed).wait_healthy(within).unwrap_err();
+    assert_eq!(error.kind(), ProbeErrorKind::Refused);
+    let bad = probe(closed).timeout(Duration::ZERO).wait_healthy(within);
+    assert_eq!(bad.unwrap_err().kind(), ProbeErrorKind::InvalidSettings);
+}
+
+#[test]
+fn the_probe_binary_waits_with_wait() {
+    let (health, server, tries) = not_ready_counting_tries();
+    let url = format!("http://{}/readyz", server.local_addr());
+    let never = Command::new(probe_binary())
+        .args(["--wait", "300ms", "--timeout", "200ms", &url])
+        .output()
+        .unwrap();
+    assert_eq!(never.status.code(), Some(1));
+    let line = String::from_utf8_lossy(&never.stdout);
+    assert_eq!(line, format!("unhealthy: status 503 (not ready) ({url})\n"));
+    while tries.try_recv().is_ok() {}
+
+    let waiting = Command::new(probe_binary())
+        .args(["--wait", "10s", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tries.recv_timeout(common::PATIENCE).expect("a first try");
+    health.ready();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line, format!("healthy: status 200 from {url}\n"));
 }
 
 #[test]
@@ -308,6 +376,7 @@ fn the_probe_binary_exits_0_healthy_1_unhealthy_2_usage() {
     for usage in [
         &["--timeout", "soon", &url][..],
         &["--expect", "abc", &url],
+        &["--wait", "soon", &url],
         &[],
         &["ftp://x/"],
         &["--bogus"],
