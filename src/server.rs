@@ -402,11 +402,12 @@ impl Server {
         let drain_delay = lifecycle.drain_delay.clone();
         let bound = lifecycle.bound();
         let addr = lifecycle.addr;
+        let acceptors = lifecycle.acceptors.clone();
         let done = Arc::new(Latch::default());
         let signal = done.clone();
         let supervisor = thread::Builder::new()
             .name("healthz-server".into())
-            .stack_size(lifecycle.acceptors_stack())
+            .stack_size(lifecycle.stack_size)
             .spawn(move || {
                 let _done = SetOnDrop(&signal);
                 lifecycle.supervise()
@@ -414,11 +415,15 @@ impl Server {
         let supervisor = match supervisor {
             Ok(supervisor) => supervisor,
             Err(e) => {
-                // Nobody would wait for the token: stop what has started.
-                token.trigger();
+                // No supervisor to stop it: stop accepting here, and let the
+                // threads that have started end.
+                acceptors.stop();
+                acceptors.wait_stopped(Instant::now() + FORCE_GRACE);
+                acceptors.join(false);
                 return Err(e.into());
             }
         };
+        drop(acceptors);
         Ok(Running {
             addr,
             token,
@@ -616,10 +621,6 @@ struct Lifecycle {
 }
 
 impl Lifecycle {
-    fn acceptors_stack(&self) -> usize {
-        self.stack_size
-    }
-
     /// How long [`supervise`](Lifecycle::supervise) takes at most once the
     /// token is triggered, not counting the drain.
     fn bound(&self) -> Duration {
