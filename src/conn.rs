@@ -93,7 +93,7 @@ pub(crate) fn serve(
     let stream = registered.slot().stream();
     let mut conn = Conn {
         service,
-        conn: &registered,
+        registered: &registered,
         input: Input {
             stream,
             buf: &mut buffers.head,
@@ -119,7 +119,7 @@ pub(crate) fn serve(
 
 struct Conn<'a> {
     service: &'a Service,
-    conn: &'a Registered<'a>,
+    registered: &'a Registered<'a>,
     input: Input<'a>,
     output: Output<'a>,
 }
@@ -158,7 +158,7 @@ impl Conn<'_> {
             if served > 0 {
                 deadline = Instant::now() + settings.request_timeout;
             }
-            if !self.conn.enter(State::Reading) {
+            if !self.registered.enter(State::Reading) {
                 return Ok(());
             }
 
@@ -188,7 +188,7 @@ impl Conn<'_> {
 
             // Busy from here: checks run while routing, and at the connection
             // cap a busy connection is the last to go.
-            if !self.conn.enter(State::Busy) {
+            if !self.registered.enter(State::Busy) {
                 return Ok(());
             }
             served += 1;
@@ -227,7 +227,9 @@ impl Conn<'_> {
                 }
                 return Ok(());
             }
-            if body > 0 && !(self.conn.enter(State::Reading) && self.skip_body(body, deadline)?) {
+            if body > 0
+                && !(self.registered.enter(State::Reading) && self.skip_body(body, deadline)?)
+            {
                 return Ok(());
             }
         }
@@ -242,7 +244,7 @@ impl Conn<'_> {
         read: impl FnOnce(&mut Input<'_>) -> io::Result<usize>,
     ) -> io::Result<bool> {
         self.output.flush()?;
-        if !self.conn.enter(State::Idle) || self.service.registry.is_closed() {
+        if !self.registered.enter(State::Idle) || self.service.registry.is_closed() {
             return Ok(false);
         }
         match read(&mut self.input) {
@@ -300,7 +302,7 @@ impl Conn<'_> {
     /// Answers with an error, closes, and reports why.
     fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
         self.answer(&response, Persist::Close);
-        let peer = self.conn.slot().peer();
+        let peer = self.registered.slot().peer();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.output.flush()?;
         self.linger();
@@ -313,7 +315,7 @@ impl Conn<'_> {
     fn linger(&mut self) {
         let _ = self.input.stream.shutdown(Shutdown::Write);
         // The server may close it at once from here on.
-        if !self.conn.enter(State::Idle) {
+        if !self.registered.enter(State::Idle) {
             return;
         }
         let until = Instant::now() + LINGER;
