@@ -78,7 +78,7 @@ impl Slot {
         self.state() == State::Closed
     }
 
-    /// Moves from `from` to `to` unless the state is something else (then false).
+    /// Moves to `to` if `allowed` holds for the state now (else false).
     fn change(&self, allowed: impl Fn(State) -> bool, to: State) -> bool {
         self.state
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
