@@ -128,10 +128,7 @@ pub(crate) fn route(
 ) -> Response<'static> {
     if routes.metrics && request.path.strip_prefix(routes.prefix.as_str()) == Some("/metrics") {
         if request.method == Method::Other {
-            return Response {
-                allow: true,
-                ..answer(request.method, 405, b"method not allowed\n")
-            };
+            return method_not_allowed();
         }
         let body = Cow::Owned(metrics::render(health, counters));
         return respond(request.method, 200, metrics::CONTENT_TYPE, body);
@@ -140,10 +137,7 @@ pub(crate) fn route(
         return answer(request.method, 404, b"not found\n");
     };
     if request.method == Method::Other {
-        return Response {
-            allow: true,
-            ..answer(request.method, 405, b"method not allowed\n")
-        };
+        return method_not_allowed();
     }
     let query = Query::parse(request.query);
     let json = query.json || request.accept_json;
@@ -194,6 +188,14 @@ fn endpoint<'a>(path: &'a str, prefix: &str) -> Option<(&'static str, Kind, Opti
         _ => return None,
     };
     Some((word, kind, name))
+}
+
+/// `405` with `Allow: GET, HEAD, OPTIONS`, for any other method on a known path.
+fn method_not_allowed() -> Response<'static> {
+    Response {
+        allow: true,
+        ..answer(Method::Other, 405, b"method not allowed\n")
+    }
 }
 
 /// The plain answer: the configured success or failure status and body.
