@@ -10,10 +10,13 @@
 //! come for the quiet period, a timer (which exists only while more than one
 //! thread waits) opens one wake-up connection per extra thread. The thread
 //! that takes one closes it unserved and ends. Shutdown wakes every thread
-//! the same way.
+//! the same way (or, for a Unix socket on Linux, by shutting the listening
+//! socket down, which wakes them all at once).
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{self, Buffers, Service};
 use crate::error::client_went_away;
 use crate::event::Event;
+use crate::socket::{Address, ListenSocket, Stream};
 use crate::sync::{lock, read, wait_until, write};
 
 /// Longest pause after an `accept` error that a retry cannot fix at once.
@@ -46,7 +50,7 @@ pub(crate) struct Acceptors {
     service: Arc<Service>,
     spares: Spares,
     /// Where wake-up connections go.
-    wake_addr: SocketAddr,
+    wake_addr: Address,
     /// Threads in `accept`, or about to call it. A thread counts itself
     /// before it takes the listener, and `stop` removes the listener before
     /// it reads the count: a thread that got the listener is counted, and woken.
@@ -55,7 +59,7 @@ pub(crate) struct Acceptors {
     /// `accept`, so the socket closes (and new clients are refused) as soon
     /// as the last thread is back. Read-locked per connection: no writer
     /// until the end, so readers never wait.
-    listener: RwLock<Option<Arc<TcpListener>>>,
+    listener: RwLock<Option<Arc<ListenSocket>>>,
     /// Every thread started and not yet joined.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// For `stop`: signalled, under its lock, when a thread comes back from
@@ -70,10 +74,10 @@ impl Acceptors {
     /// Starts serving `listener` with one thread waiting in `accept`.
     pub fn start(
         service: Arc<Service>,
-        listener: TcpListener,
+        listener: ListenSocket,
         spares: Spares,
     ) -> io::Result<Arc<Acceptors>> {
-        let wake_addr = loopback(listener.local_addr()?);
+        let wake_addr = listener.local_addr()?;
         let acceptors = Arc::new(Acceptors {
             service,
             spares,
@@ -82,7 +86,7 @@ impl Acceptors {
             listener: RwLock::new(Some(Arc::new(listener))),
             threads: Mutex::default(),
             back: (Mutex::new(()), Condvar::new()),
-            wakes: Wakes::default(),
+            wakes: Wakes::new(),
             retiring: AtomicBool::new(false),
         });
         acceptors.spawn("healthz-conn", Acceptors::work)?;
@@ -110,6 +114,7 @@ impl Acceptors {
     fn work(self: &Arc<Self>) {
         let mut backoff = Duration::ZERO;
         let mut buffers = Buffers::default();
+        let mut early = Early::default();
         while let Some(listener) = self.enlist() {
             let accepted = listener.accept();
             drop(listener);
@@ -117,7 +122,7 @@ impl Acceptors {
                 return; // woken to stop, or a client too late: closed unserved
             };
             match accepted {
-                Ok((stream, peer)) if self.wakes.take(peer) => {
+                Ok((stream, peer)) if self.wakes.take(&stream, &peer, &mut early) => {
                     drop(stream);
                     // Sent home; the last thread waiting stays, whatever came meanwhile.
                     if waiting >= FLOOR {
@@ -135,7 +140,7 @@ impl Acceptors {
                             continue;
                         }
                     }
-                    conn::serve(&self.service, stream, peer, at, &mut buffers);
+                    conn::serve(&self.service, stream, peer, at, early.take(), &mut buffers);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted || client_went_away(&e) => {}
                 Err(error) => {
@@ -156,7 +161,7 @@ impl Acceptors {
     /// when there are enough waiting threads: so a thread that ends here has
     /// seen another one really waiting, and whoever takes the last place sees
     /// zero and starts a thread. Someone is always accepting.
-    fn enlist(self: &Arc<Self>) -> Option<Arc<TcpListener>> {
+    fn enlist(self: &Arc<Self>) -> Option<Arc<ListenSocket>> {
         if self.service.registry.is_closed() {
             return None;
         }
@@ -234,16 +239,7 @@ impl Acceptors {
     /// be made (out of descriptors) leaves its thread in `accept`.
     fn wake(&self, count: usize) {
         for _ in 0..count {
-            let mut peers = lock(&self.wakes.peers);
-            self.wakes.pending.fetch_add(1, Ordering::SeqCst);
-            match TcpStream::connect_timeout(&self.wake_addr, WAKE_TIMEOUT)
-                .and_then(|stream| stream.local_addr())
-            {
-                Ok(addr) => peers.push(addr),
-                Err(_) => {
-                    self.wakes.pending.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
+            self.wakes.make(&self.wake_addr);
         }
     }
 
@@ -252,8 +248,10 @@ impl Acceptors {
     /// last of them comes back.
     pub fn stop(&self) {
         self.service.registry.close();
-        *write(&self.listener) = None;
-        self.wake(self.waiting.load(Ordering::SeqCst));
+        let listener = write(&self.listener).take();
+        if !listener.is_some_and(|listener| listener.shut_down()) {
+            self.wake(self.waiting.load(Ordering::SeqCst));
+        }
     }
 
     /// Waits until no thread is in `accept` or `deadline` passes; returns
@@ -280,39 +278,110 @@ impl Acceptors {
     }
 }
 
-/// The wake-up connections not yet accepted, by their local address, which
-/// the accepting thread sees as the peer's.
-#[derive(Default)]
+/// How long a Unix wake-up's token is.
+const TOKEN: usize = 16;
+
+/// The wake-up connections not yet accepted. A TCP one is known by its
+/// address, which the accepting thread sees as the peer's. A Unix client
+/// has no address: a Unix one sends this server's secret token first, and
+/// a connection taken while wake-ups are pending is read (without waiting)
+/// for it.
 struct Wakes {
     pending: AtomicUsize,
-    /// Locked while each wake-up connects, so it is listed before it can be accepted.
+    /// Locked while each wake-up connects (and sends its token), so it is
+    /// listed (and its token there) before it can be accepted.
     peers: Mutex<Vec<SocketAddr>>,
+    token: [u8; TOKEN],
+}
+
+/// What was read from a connection to tell whether it is a wake-up: the
+/// start of a real client's request, when it is not.
+#[derive(Default)]
+struct Early {
+    bytes: [u8; TOKEN],
+    len: usize,
+}
+
+impl Early {
+    fn take(&mut self) -> &[u8] {
+        let len = std::mem::take(&mut self.len);
+        &self.bytes[..len]
+    }
 }
 
 impl Wakes {
-    /// Whether `peer` is a wake-up connection (it is then forgotten).
-    fn take(&self, peer: SocketAddr) -> bool {
+    fn new() -> Wakes {
+        let random = RandomState::new();
+        let mut token = [0; TOKEN];
+        token[..8].copy_from_slice(&random.hash_one(1u8).to_le_bytes());
+        token[8..].copy_from_slice(&random.hash_one(2u8).to_le_bytes());
+        Wakes {
+            pending: AtomicUsize::new(0),
+            peers: Mutex::default(),
+            token,
+        }
+    }
+
+    /// Makes one wake-up connection to `addr` (and closes this end).
+    fn make(&self, addr: &Address) {
+        let mut peers = lock(&self.peers);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let made = addr.connect(WAKE_TIMEOUT).and_then(|stream| {
+            match stream.tcp_local_addr() {
+                Some(addr) => peers.push(addr),
+                None => (&stream).write_all(&self.token)?,
+            }
+            Ok(())
+        });
+        if made.is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the connection from `peer` is a wake-up (it is then
+    /// forgotten). Bytes read from a client to tell go to `early`.
+    fn take(&self, stream: &Stream, peer: &Address, early: &mut Early) -> bool {
         if self.pending.load(Ordering::SeqCst) == 0 {
             return false;
         }
         let mut peers = lock(&self.peers);
-        let Some(at) = peers.iter().position(|p| *p == peer) else {
-            return false;
+        let woken = match peer {
+            Address::Tcp(peer) => match peers.iter().position(|p| p == peer) {
+                Some(at) => {
+                    peers.swap_remove(at);
+                    true
+                }
+                None => false,
+            },
+            #[cfg(unix)]
+            Address::Unix(_) => *read_now(stream, early) == self.token[..],
         };
-        peers.swap_remove(at);
-        self.pending.fetch_sub(1, Ordering::SeqCst);
-        true
+        if woken {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            early.len = 0;
+        }
+        woken
     }
 }
 
-/// A listener on the unspecified address is reached through loopback.
-fn loopback(listening: SocketAddr) -> SocketAddr {
-    let ip = match listening.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listening.port())
+/// Reads what has already arrived on `stream`, up to `early`'s size, without waiting.
+#[cfg(unix)]
+fn read_now<'e>(stream: &Stream, early: &'e mut Early) -> &'e [u8] {
+    early.len = 0;
+    if stream.set_nonblocking(true).is_ok() {
+        let mut reader = stream;
+        use std::io::Read;
+        while early.len < TOKEN {
+            match reader.read(&mut early.bytes[early.len..]) {
+                Ok(0) => break,
+                Ok(n) => early.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = stream.set_nonblocking(false);
+    }
+    &early.bytes[..early.len]
 }
 
 /// Joins threads that have ended, so their resources go back at once.
@@ -324,5 +393,53 @@ fn reap(threads: &mut Vec<JoinHandle<()>>) {
         } else {
             at += 1;
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+
+    fn unix_peer() -> Address {
+        Address::Unix(UnixAddr::from_pathname("/run/test.sock").unwrap())
+    }
+
+    #[test]
+    fn a_unix_wake_up_is_known_by_its_token_and_a_client_keeps_what_was_read() {
+        let wakes = Wakes::new();
+        let mut early = Early::default();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let ours = Stream::Unix(ours);
+
+        // No wake-up pending: nothing is read.
+        theirs.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        assert!(!wakes.take(&ours, &unix_peer(), &mut early));
+        assert_eq!(early.take(), b"");
+
+        // One pending: a client's first bytes are read, kept, and handed on.
+        wakes.pending.store(1, Ordering::SeqCst);
+        assert!(!wakes.take(&ours, &unix_peer(), &mut early));
+        assert_eq!(early.take(), b"GET /healthz HTT");
+        assert_eq!(wakes.pending.load(Ordering::SeqCst), 1);
+
+        // A client that has sent nothing yet is not waited for.
+        let (quiet, _client) = UnixStream::pair().unwrap();
+        let quiet = Stream::Unix(quiet);
+        assert!(!wakes.take(&quiet, &unix_peer(), &mut early));
+        assert_eq!(early.take(), b"");
+
+        // A token that is not this server's is a client's bytes.
+        let (forged, mut forger) = UnixStream::pair().unwrap();
+        forger.write_all(&[0; TOKEN]).unwrap();
+        assert!(!wakes.take(&Stream::Unix(forged), &unix_peer(), &mut early));
+        assert_eq!(early.take(), [0; TOKEN]);
+
+        // The token: a wake-up, forgotten once taken.
+        let (woken, mut waker) = UnixStream::pair().unwrap();
+        waker.write_all(&wakes.token).unwrap();
+        assert!(wakes.take(&Stream::Unix(woken), &unix_peer(), &mut early));
+        assert_eq!(early.take(), b"");
+        assert_eq!(wakes.pending.load(Ordering::SeqCst), 0);
     }
 }

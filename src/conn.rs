@@ -4,7 +4,7 @@
 //! keep alive or close.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use crate::date;
@@ -15,6 +15,7 @@ use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
 use crate::metrics::Counters;
 use crate::registry::{Registered, Registry, State};
 use crate::route::{self, Routes};
+use crate::socket::{Address, Stream};
 
 /// How long a closing connection keeps reading what the client still sends, so that
 /// the kernel does not reset the connection and destroy the response before it is read.
@@ -67,17 +68,19 @@ pub(crate) struct Buffers {
 
 /// Serves a connection accepted at `accepted`, on this thread, until it ends:
 /// registers it (making room at the connection cap), serves it, and
-/// unregisters it. A connection that comes after accepting ended is closed
-/// unserved.
+/// unregisters it. `early` is what was read from it already. A connection
+/// that comes after accepting ended is closed unserved.
 pub(crate) fn serve(
     service: &Service,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Address,
     accepted: Instant,
+    early: &[u8],
     buffers: &mut Buffers,
 ) {
     let (events, counters) = (&service.events, &service.counters);
-    let evicted = |peer| {
+    let evicted = |peer: &Address| {
+        let peer = peer.clone();
         counters.evicted();
         let reason = "evicted: connection limit reached";
         events.emit(Event::Rejected { peer, reason });
@@ -88,6 +91,7 @@ pub(crate) fn serve(
     counters.accepted();
     buffers.head.resize(HEAD_START, 0);
     buffers.head.shrink_to(HEAD_START);
+    buffers.head[..early.len()].copy_from_slice(early);
     buffers.out.clear();
     buffers.out.shrink_to(OUT_KEPT);
     let stream = registered.slot().stream();
@@ -97,7 +101,7 @@ pub(crate) fn serve(
         input: Input {
             stream,
             buf: &mut buffers.head,
-            filled: 0,
+            filled: early.len(),
             max: service.settings.head.max_head,
             read_timeout: None,
         },
@@ -112,6 +116,7 @@ pub(crate) fn serve(
     };
     if let Err(error) = conn.run(accepted) {
         if !registered.slot().is_closed() {
+            let peer = registered.slot().peer().clone();
             events.emit(Event::ConnectionError { peer, error });
         }
     }
@@ -302,7 +307,7 @@ impl Conn<'_> {
     /// Answers with an error, closes, and reports why.
     fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
         self.answer(&response, Persist::Close);
-        let peer = self.registered.slot().peer();
+        let peer = self.registered.slot().peer().clone();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.output.flush()?;
         self.linger();
@@ -332,7 +337,7 @@ impl Conn<'_> {
 
 /// The receiving side: the socket and the bytes received but not consumed.
 struct Input<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     buf: &'a mut Vec<u8>,
     filled: usize,
     /// The most the buffer grows to: the request head limit.
@@ -384,7 +389,7 @@ impl Input<'_> {
 
 /// The sending side: answers gathered, then written in one go.
 struct Output<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     out: &'a mut Vec<u8>,
     date: &'a mut date::Cache,
     write_timeout: Duration,
@@ -421,7 +426,7 @@ impl Output<'_> {
                 break Ok(());
             }
             if self.sent && !self.nodelay {
-                stream.set_nodelay(true)?;
+                stream.set_nodelay()?;
                 self.nodelay = true;
             }
             self.sent = true;

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::socket::Address;
 
 /// Something the server did or saw, passed to the hook set with
 /// [`Server::on_event`](crate::Server::on_event).
@@ -26,8 +27,9 @@ use std::time::Duration;
 pub enum Event {
     /// The server is bound and about to accept connections.
     Listening {
-        /// The bound address, with the real port when port 0 was asked for.
-        addr: SocketAddr,
+        /// The bound address, with the real port when port 0 was asked for,
+        /// or the Unix socket's path.
+        addr: Address,
     },
     /// Shutdown began: the listener is closed and idle connections are being closed.
     ShuttingDown,
@@ -49,16 +51,18 @@ pub enum Event {
     /// A connection failed mid-request: a read or write error or a timeout.
     /// Clients that close an idle connection are normal and not reported.
     ConnectionError {
-        /// The client's address.
-        peer: SocketAddr,
+        /// The client's address; for a Unix socket, whose clients have
+        /// none, the socket's own.
+        peer: Address,
         /// What went wrong.
         error: io::Error,
     },
     /// A connection was refused or closed by the server's own rules: a malformed
     /// or oversized request, or the connection limit.
     Rejected {
-        /// The client's address.
-        peer: SocketAddr,
+        /// The client's address; for a Unix socket, whose clients have
+        /// none, the socket's own.
+        peer: Address,
         /// Why, in a few words.
         reason: &'static str,
     },

@@ -122,6 +122,7 @@ mod render;
 mod route;
 mod server;
 mod shutdown;
+mod socket;
 mod sync;
 
 pub use check::Check;
@@ -132,6 +133,7 @@ pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
+pub use socket::{Address, Listener};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

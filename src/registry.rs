@@ -4,11 +4,12 @@
 //! and every connection closes after the answer it is writing.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::socket::{Address, Stream};
 use crate::sync::{lock, wait_until, Latch};
 
 /// What a connection's thread is doing, as the rest of the server sees it.
@@ -42,20 +43,20 @@ impl State {
 /// One connection as the server sees it from outside its thread: the socket
 /// (to close it) and what the thread is doing (to decide whether it may be).
 pub(crate) struct Slot {
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: Address,
     state: AtomicU8,
     /// When it entered its state, in ms since the registry was made.
     since: AtomicU64,
 }
 
 impl Slot {
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    pub fn peer(&self) -> &Address {
+        &self.peer
     }
 
     /// Which connection to evict first at the cap: the smallest key. Those
@@ -173,9 +174,9 @@ impl Registry {
     /// unserved.
     pub fn register(
         &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        mut evicted: impl FnMut(SocketAddr),
+        stream: Stream,
+        peer: Address,
+        mut evicted: impl FnMut(&Address),
     ) -> Option<Registered<'_>> {
         let mut slots = self.slots();
         // Checked under the lock that `close_idle` takes: a connection is
@@ -190,7 +191,7 @@ impl Registry {
             };
             slot.close_if(|_| true);
             drop(slots);
-            evicted(slot.peer);
+            evicted(&slot.peer);
             slots = self.slots();
         }
         let slot = Arc::new(Slot {

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::SocketAddr as UnixSocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -21,6 +23,9 @@ use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
 use crate::shutdown::ShutdownToken;
+#[cfg(unix)]
+use crate::socket::bind_unix;
+use crate::socket::{ListenSocket, Listener, SocketFile};
 use crate::sync::{lock, Latch};
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
@@ -395,13 +400,74 @@ impl Server {
         self.listen(TcpListener::bind(addr)?)
     }
 
-    /// Serves on a listener you bound yourself, on background threads.
-    pub fn listen(self, listener: TcpListener) -> Result<Running, Error> {
+    /// Binds a Unix domain socket at `path` now, in the calling thread, and
+    /// serves on it in the background: the same endpoints, HTTP, limits and
+    /// events as over TCP, for a service that must not open a port. Probe it
+    /// with `curl --unix-socket PATH http://localhost/healthz`.
+    ///
+    /// **The socket file.** If `path` is a socket file that nothing listens
+    /// on (a crashed process left it: connecting to it is refused), it is
+    /// replaced. Anything else there is left alone and binding fails with
+    /// `AddrInUse`: a file that is not a socket, a socket a server accepts
+    /// connections on, or one that does not answer within a second. The file
+    /// is removed when the server stops, if it is still the one created
+    /// here. Two instances started at the same instant on one stale path can
+    /// both take it for stale; give each instance its own path.
+    ///
+    /// **Permissions.** Whoever may connect may probe: the file is created
+    /// with the process's umask, and connecting needs write permission on it
+    /// and search permission on every directory above. Put it in a directory
+    /// only your service's users can enter (systemd's `RuntimeDirectory=`,
+    /// mode 0750 by default), or narrow the umask around the call.
+    ///
+    /// For a Linux abstract name (no file at all), bind it yourself and
+    /// [`listen`](Server::listen):
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[cfg(target_os = "linux")] {
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use std::os::unix::net::{SocketAddr, UnixListener};
+    ///
+    /// let name = format!("healthz-doc-{}", std::process::id());
+    /// let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name)?)?;
+    /// let server = healthz::Server::new(healthz::Health::new()).listen(listener)?;
+    /// assert_eq!(server.local_addr().as_abstract_name(), Some(name.as_bytes()));
+    /// # }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn bind_unix(
+        self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Running<UnixSocketAddr>, Error> {
+        self.config.validate()?;
+        let (listener, file) = bind_unix(path.as_ref())?;
+        let (socket, addr) = listener.into_socket()?;
+        self.serve(socket.0, addr, Some(file))
+    }
+
+    /// Serves on a listener you bound yourself, on background threads: a
+    /// `TcpListener`, or a `UnixListener` (whose socket file, if any, stays
+    /// yours: it is not removed at shutdown).
+    pub fn listen<L: Listener>(self, listener: L) -> Result<Running<L::Addr>, Error> {
+        self.config.validate()?;
+        let (socket, addr) = listener.into_socket()?;
+        self.serve(socket.0, addr, None)
+    }
+
+    /// Starts serving `socket`, supervised by a thread of its own.
+    fn serve<A>(
+        self,
+        socket: ListenSocket,
+        addr: A,
+        file: Option<SocketFile>,
+    ) -> Result<Running<A>, Error> {
         let token = ShutdownToken::new();
-        let lifecycle = self.start(listener, token.clone())?;
+        let lifecycle = self.start(socket, token.clone(), file)?;
         let drain_delay = lifecycle.drain_delay.clone();
         let bound = lifecycle.bound();
-        let addr = lifecycle.addr;
         let acceptors = lifecycle.acceptors.clone();
         let done = Arc::new(Latch::default());
         let signal = done.clone();
@@ -439,18 +505,23 @@ impl Server {
     /// waits for the token, then runs the shutdown); connections are served
     /// on threads of their own.
     ///
-    /// Bind the listener first (`TcpListener::bind`), so that a bind error is
-    /// yours to report before anything runs. Returns an error if the
-    /// configuration is invalid (kind `InvalidInput`, as from
+    /// Bind the listener first (`TcpListener::bind`, or `UnixListener::bind`),
+    /// so that a bind error is yours to report before anything runs. Returns
+    /// an error if the configuration is invalid (kind `InvalidInput`, as from
     /// [`bind`](Server::bind)) or the shutdown deadline passed.
-    pub fn run(self, listener: TcpListener, token: &ShutdownToken) -> Result<(), Error> {
-        self.start(listener, token.clone())?.supervise()
+    pub fn run<L: Listener>(self, listener: L, token: &ShutdownToken) -> Result<(), Error> {
+        self.config.validate()?;
+        let (socket, _) = listener.into_socket()?;
+        self.start(socket.0, token.clone(), None)?.supervise()
     }
 
-    /// Checks the configuration and starts accepting on `listener`.
-    fn start(self, listener: TcpListener, token: ShutdownToken) -> Result<Lifecycle, Error> {
-        self.config.validate()?;
-        listener.set_nonblocking(false)?;
+    /// Starts accepting on `listener` (its configuration checked already).
+    fn start(
+        self,
+        listener: ListenSocket,
+        token: ShutdownToken,
+        file: Option<SocketFile>,
+    ) -> Result<Lifecycle, Error> {
         let addr = listener.local_addr()?;
         let Config {
             conn,
@@ -478,7 +549,6 @@ impl Server {
             .then(|| Systemd::start(&service.health, &service.events, spares.stack_size))
             .flatten();
         Ok(Lifecycle {
-            addr,
             token,
             drain_delay: Arc::new(AtomicU64::new(nanos(drain_delay))),
             shutdown_timeout,
@@ -486,6 +556,7 @@ impl Server {
             service,
             acceptors,
             systemd,
+            file,
             _watch: watch,
         })
     }
@@ -501,12 +572,14 @@ impl fmt::Debug for Server {
     }
 }
 
-/// A server that is bound and serving on background threads.
+/// A server that is bound and serving on background threads: on TCP (`A`
+/// is `std::net::SocketAddr`), or on a Unix socket (`A` is
+/// `std::os::unix::net::SocketAddr`).
 ///
 /// [`shutdown`](Running::shutdown) stops it; so does dropping it (ignoring
 /// the result) and triggering its [`shutdown_token`](Running::shutdown_token).
-pub struct Running {
-    addr: SocketAddr,
+pub struct Running<A = SocketAddr> {
+    addr: A,
     token: ShutdownToken,
     /// The drain before shutdown, in nanoseconds, shared with the supervisor.
     drain_delay: Arc<AtomicU64>,
@@ -517,12 +590,15 @@ pub struct Running {
     supervisor: Mutex<Option<JoinHandle<Result<(), Error>>>>,
 }
 
-impl Running {
-    /// The bound address, with the real port when port 0 was asked for.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+impl<A: Clone> Running<A> {
+    /// The bound address, with the real port when port 0 was asked for, or
+    /// the Unix socket's.
+    pub fn local_addr(&self) -> A {
+        self.addr.clone()
     }
+}
 
+impl<A> Running<A> {
     /// A token that stops this server when triggered, from any thread.
     pub fn shutdown_token(&self) -> ShutdownToken {
         self.token.clone()
@@ -579,13 +655,13 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl<A> Drop for Running<A> {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
 }
 
-impl fmt::Debug for Running {
+impl<A: fmt::Debug> fmt::Debug for Running<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Running")
             .field("addr", &self.addr)
@@ -608,7 +684,6 @@ fn nanos(delay: Duration) -> u64 {
 
 /// A server that is accepting, and what its supervisor needs to stop it.
 struct Lifecycle {
-    addr: SocketAddr,
     token: ShutdownToken,
     drain_delay: Arc<AtomicU64>,
     shutdown_timeout: Duration,
@@ -616,6 +691,8 @@ struct Lifecycle {
     service: Arc<Service>,
     acceptors: Arc<Acceptors>,
     systemd: Option<Systemd>,
+    /// The socket file this server created, removed as it stops.
+    file: Option<SocketFile>,
     /// The server's hook hears health events until the server stops.
     _watch: Option<Watch>,
 }
@@ -650,6 +727,7 @@ impl Lifecycle {
             service,
             acceptors,
             systemd,
+            file,
             shutdown_timeout: timeout,
             ..
         } = self;
@@ -662,6 +740,7 @@ impl Lifecycle {
         // 2. Close idle connections (while those threads leave).
         registry.close_idle();
         let unwoken = acceptors.wait_stopped(deadline);
+        drop(file); // the socket file goes with the listening socket
         service.events.emit(Event::ShuttingDown);
         // 3. Wait for requests in flight.
         let mut left = registry.wait_empty(deadline);

@@ -4,7 +4,10 @@
 #![allow(dead_code)] // each test file uses a different part of it
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,14 +35,110 @@ impl Reply {
     }
 }
 
+/// A client socket, over TCP or a Unix socket: the tests' helpers speak to both.
+pub enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+macro_rules! either {
+    ($stream:expr, $s:ident => $call:expr) => {
+        match $stream {
+            Stream::Tcp($s) => $call,
+            #[cfg(unix)]
+            Stream::Unix($s) => $call,
+        }
+    };
+}
+
+impl Stream {
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        either!(self, s => s.set_read_timeout(timeout))
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        either!(self, s => s.set_write_timeout(timeout))
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        either!(self, s => s.shutdown(how))
+    }
+
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, s => s.read(buf))
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        either!(self, s => s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where a test's server is: an IP address, or a Unix socket's path.
+pub trait Dial {
+    fn dial(&self) -> io::Result<Stream>;
+}
+
+impl Dial for SocketAddr {
+    fn dial(&self) -> io::Result<Stream> {
+        TcpStream::connect(self).map(Stream::Tcp)
+    }
+}
+
+#[cfg(unix)]
+impl Dial for Path {
+    fn dial(&self) -> io::Result<Stream> {
+        UnixStream::connect(self).map(Stream::Unix)
+    }
+}
+
+#[cfg(unix)]
+impl Dial for PathBuf {
+    fn dial(&self) -> io::Result<Stream> {
+        self.as_path().dial()
+    }
+}
+
+impl<T: Dial + ?Sized> Dial for &T {
+    fn dial(&self) -> io::Result<Stream> {
+        (**self).dial()
+    }
+}
+
+/// A fresh socket path in the temporary directory, unique to this process
+/// and call (and short: a socket path has at most about 100 bytes).
+pub fn socket_path(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("hz-{}-{n}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     buf: Vec<u8>,
 }
 
 impl Client {
-    pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+    pub fn connect(addr: impl Dial) -> Client {
+        let stream = addr.dial().expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_write_timeout(Some(PATIENCE)).unwrap();
         Client {
@@ -126,7 +225,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// A new connection, one request written as given, one response.
-pub fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+pub fn exchange(addr: impl Dial, request: &[u8]) -> Reply {
     let mut client = Client::connect(addr);
     client.send(request);
     let head_only = request.starts_with(b"HEAD ");
@@ -134,7 +233,7 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
 }
 
 /// `GET path` on a new connection that asks to close.
-pub fn get(addr: SocketAddr, path: &str) -> Reply {
+pub fn get(addr: impl Dial, path: &str) -> Reply {
     exchange(
         addr,
         format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -142,8 +241,8 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
 }
 
 /// Everything the server sends on a new connection after `request`, until it closes.
-pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+pub fn raw(addr: impl Dial, request: &[u8]) -> Vec<u8> {
+    let mut stream = addr.dial().expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.write_all(request).expect("write");
     let mut out = Vec::new();
@@ -211,8 +310,8 @@ pub fn wait_for_event(rx: &std::sync::mpsc::Receiver<String>, text: &str) -> Str
 
 /// Opens `count` connections, has each answer one `GET /healthz` with
 /// `status`, and returns them still open: idle, kept-alive connections.
-pub fn kept_alive(addr: SocketAddr, count: usize, status: u16) -> Vec<Client> {
-    let mut clients: Vec<Client> = (0..count).map(|_| Client::connect(addr)).collect();
+pub fn kept_alive(addr: impl Dial, count: usize, status: u16) -> Vec<Client> {
+    let mut clients: Vec<Client> = (0..count).map(|_| Client::connect(&addr)).collect();
     for client in &mut clients {
         assert_eq!(client.get("/healthz").status, status);
     }
@@ -316,3 +415,43 @@ fn lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String>
     });
     rx
 }
+
+/// A running server of either kind, and where to reach it.
+pub enum AnyServer {
+    Tcp(healthz::Running),
+    #[cfg(unix)]
+    Unix(healthz::Running<std::os::unix::net::SocketAddr>, PathBuf),
+}
+
+impl AnyServer {
+    /// Binds `server` on 127.0.0.1 with an ephemeral port, or (`unix`) on a fresh socket path.
+    pub fn bind(server: healthz::Server, unix: bool) -> AnyServer {
+        #[cfg(unix)]
+        if unix {
+            let path = socket_path("server");
+            return AnyServer::Unix(server.bind_unix(&path).expect("bind_unix"), path);
+        }
+        assert!(!unix, "Unix sockets exist on Unix only");
+        AnyServer::Tcp(server.bind("127.0.0.1:0").expect("bind"))
+    }
+
+    /// Where to dial it; cheap to clone into threads.
+    pub fn target(&self) -> Arc<dyn Dial + Send + Sync> {
+        match self {
+            AnyServer::Tcp(server) => Arc::new(server.local_addr()),
+            #[cfg(unix)]
+            AnyServer::Unix(_, path) => Arc::new(path.clone()),
+        }
+    }
+
+    pub fn shutdown(&self) -> Result<(), healthz::Error> {
+        match self {
+            AnyServer::Tcp(server) => server.shutdown(),
+            #[cfg(unix)]
+            AnyServer::Unix(server, _) => server.shutdown(),
+        }
+    }
+}
+
+/// The transports a scenario runs on: TCP, and a Unix socket where there are some.
+pub const TRANSPORTS: &[bool] = if cfg!(unix) { &[false, true] } else { &[false] };
