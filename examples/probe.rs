@@ -5,6 +5,7 @@
 //! probe http://127.0.0.1:8080/healthz
 //! probe --timeout 500ms --expect 200-299 127.0.0.1:8080/readyz
 //! probe --wait 30s 127.0.0.1:8080/readyz      # an init container's wait
+//! probe --unix /run/app/health.sock /readyz   # a server on a Unix socket
 //! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz probe
 //! ```
 
@@ -17,12 +18,16 @@ const HELP: &str = "\
 probe: check a health endpoint once, for Docker HEALTHCHECK and friends
 
 USAGE:
-    probe [--timeout DURATION] [--expect LOW-HIGH] [--wait DURATION] [URL]
+    probe [OPTIONS] [URL]
+    probe [OPTIONS] --unix SOCKET [PATH]
 
 URL is http://HOST[:PORT][/PATH] or HOST:PORT[/PATH]; the path defaults to
 /healthz. Without URL, the HEALTHZ_PROBE_URL environment variable is used.
+With --unix, the probe connects to the Unix domain socket SOCKET instead
+and asks for PATH (default /healthz), as curl's --unix-socket.
 
 OPTIONS:
+    --unix SOCKET        probe a server on this Unix domain socket
     --timeout DURATION   overall time for connect, send and read: 1s, 500ms, 2
                          (seconds); default 1s
     --expect LOW-HIGH    statuses that count as healthy; default 200-399, as the
@@ -41,7 +46,9 @@ Prints one line saying why, and exits:
 ";
 
 struct Options {
+    /// A URL, or (with `--unix`) a request path.
     url: String,
+    unix: Option<String>,
     timeout: Duration,
     expect: std::ops::RangeInclusive<u16>,
     wait: Option<Duration>,
@@ -52,6 +59,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
     let mut timeout = Duration::from_secs(1);
     let mut expect = 200..=399;
     let mut wait = None;
+    let mut unix = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -70,17 +78,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--timeout" => timeout = parse_duration(&value("--timeout")?)?,
             "--expect" => expect = parse_range(&value("--expect")?)?,
             "--wait" => wait = Some(parse_duration(&value("--wait")?)?),
+            "--unix" if cfg!(unix) => unix = Some(value("--unix")?).filter(|s| !s.is_empty()),
+            "--unix" => return Err("--unix: this system has no Unix domain sockets".into()),
             _ if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
             _ if url.is_none() => url = Some(arg),
             _ => return Err(format!("more than one URL: `{arg}`")),
         }
     }
-    let url = match url.or_else(|| std::env::var(ENV_URL).ok().filter(|u| !u.is_empty())) {
-        Some(url) => url,
-        None => return Err(format!("no URL given and {ENV_URL} is not set")),
+    let url = match (url, &unix) {
+        (Some(url), _) => url,
+        (None, Some(_)) => "/healthz".to_string(),
+        (None, None) => match std::env::var(ENV_URL).ok().filter(|u| !u.is_empty()) {
+            Some(url) => url,
+            None => return Err(format!("no URL given and {ENV_URL} is not set")),
+        },
     };
     Ok(Some(Options {
         url,
+        unix,
         timeout,
         expect,
         wait,
@@ -126,7 +141,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let probe = match healthz::Probe::new(&options.url) {
+    let (probe, target) = match &options.unix {
+        None => (healthz::Probe::new(&options.url), options.url.clone()),
+        Some(socket) => (
+            unix(socket, &options.url),
+            format!("unix:{socket} {}", options.url),
+        ),
+    };
+    let probe = match probe {
         Ok(probe) => probe.timeout(options.timeout).expect(options.expect),
         Err(e) => {
             eprintln!("probe: {e}");
@@ -139,12 +161,22 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(answer) => {
-            println!("healthy: status {} from {}", answer.status(), options.url);
+            println!("healthy: status {} from {target}", answer.status());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("unhealthy: {e} ({})", options.url);
+            println!("unhealthy: {e} ({target})");
             ExitCode::from(1)
         }
     }
+}
+
+#[cfg(unix)]
+fn unix(socket: &str, path: &str) -> Result<healthz::Probe, healthz::ProbeError> {
+    healthz::Probe::unix(socket, path)
+}
+
+#[cfg(not(unix))]
+fn unix(_: &str, _: &str) -> Result<healthz::Probe, healthz::ProbeError> {
+    unreachable!("--unix is a usage error off Unix")
 }

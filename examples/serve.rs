@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --example serve -- --addr 127.0.0.1:8080
+//! cargo run --example serve -- --unix /tmp/health.sock
 //! ```
 //!
 //! Run with `--help` for the whole contract.
@@ -15,12 +16,17 @@ const HELP: &str = "\
 serve: a healthz server controlled through stdin
 
 USAGE:
-    serve [--addr HOST:PORT] [--not-ready] [--target NAME]...
+    serve [--addr HOST:PORT | --unix PATH] [--not-ready] [--target NAME]...
           [--liveness-target NAME]... [--systemd] [--metrics]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
                        port 0 picks a free one)
+    --unix PATH        listen on a Unix domain socket at PATH instead of TCP; a
+                       stale socket file there is replaced, and the file is
+                       removed at shutdown. Probe it with
+                       `probe --unix PATH` or `curl --unix-socket PATH
+                       http://localhost/healthz`
     --not-ready        start not ready (the default is ready)
     --target NAME      register a readiness target NAME, starting ready
                        (repeatable)
@@ -37,8 +43,8 @@ OPTIONS:
                        it cuts them: 5s (default), as Dapr's health server
     -h, --help         print this help
 
-Once bound, prints `listening on HOST:PORT` (the real address) as its first line
-on stdout. Then GET /healthz and /readyz answer 200 when ready and 503 when not,
+Once bound, prints `listening on HOST:PORT` (the real address), or
+`listening on unix:PATH`, as its first line on stdout. Then GET /healthz and /readyz answer 200 when ready and 503 when not,
 /livez answers 200 while the process is alive, /readyz/NAME answers for one
 target; ?verbose and ?format=json explain the verdict.
 
@@ -64,6 +70,7 @@ EXIT STATUS:
 
 struct Options {
     addr: String,
+    unix: Option<String>,
     ready: bool,
     targets: Vec<String>,
     liveness_targets: Vec<String>,
@@ -76,6 +83,7 @@ struct Options {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         addr: "0.0.0.0:8080".to_string(),
+        unix: None,
         ready: true,
         targets: Vec::new(),
         liveness_targets: Vec::new(),
@@ -89,6 +97,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "-h" | "--help" => return Ok(None),
             "--not-ready" => options.ready = false,
             "--addr" => options.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--unix" if cfg!(unix) => {
+                options.unix = Some(args.next().ok_or("--unix needs a PATH")?)
+            }
+            "--unix" => return Err("--unix: this system has no Unix domain sockets".into()),
             "--target" => options
                 .targets
                 .push(args.next().ok_or("--target needs a NAME")?),
@@ -150,77 +162,113 @@ fn main() -> ExitCode {
         .notify_systemd(options.systemd)
         .metrics(options.metrics)
         .shutdown_timeout(options.shutdown_timeout)
-        .on_event(|event| eprintln!("healthz: {event}"))
-        .bind(&options.addr);
-    let server = match server {
-        Ok(server) => server,
-        Err(e) => {
-            let reason = e.io_error().map_or_else(|| e.to_string(), os_message);
-            eprintln!("error: cannot listen on {}: {reason}", options.addr);
-            return ExitCode::FAILURE;
-        }
+        .on_event(|event| eprintln!("healthz: {event}"));
+    let control = Control {
+        health,
+        targets,
+        liveness_targets,
+        drain_delay: options.drain_delay,
     };
-
-    let mut stdout = io::stdout().lock();
-    // Scripts wait for this line: it must be first and flushed.
-    if writeln!(stdout, "listening on {}", server.local_addr())
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
-        eprintln!("error: cannot write to stdout");
+    match &options.unix {
+        None => match server.bind(&options.addr) {
+            Ok(server) => control.run(&server, server.local_addr()),
+            Err(e) => cannot_listen(&options.addr, &e),
+        },
+        #[cfg(unix)]
+        Some(path) => match server.bind_unix(path) {
+            Ok(server) => control.run(&server, format_args!("unix:{path}")),
+            Err(e) => cannot_listen(&format!("unix:{path}"), &e),
+        },
+        #[cfg(not(unix))]
+        Some(_) => unreachable!("--unix is a usage error off Unix"),
     }
+}
 
-    let mut drain = false;
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words[..] {
-            ["ready"] => health.ready(),
-            ["not-ready"] => health.not_ready(),
-            [command @ ("ready" | "not-ready"), name] => {
-                match targets.iter().find(|t| t.name() == name) {
-                    Some(target) => target.set_ready(command == "ready"),
-                    None => eprintln!("unknown target `{name}`; start with --target {name}"),
-                }
-            }
-            [command @ ("alive" | "not-alive"), name] => {
-                match liveness_targets.iter().find(|t| t.name() == name) {
-                    Some(target) => target.set_ready(command == "alive"),
-                    None => eprintln!(
-                        "unknown liveness target `{name}`; start with --liveness-target {name}"
-                    ),
-                }
-            }
-            ["drain"] => {
-                drain = true;
-                break;
-            }
-            ["shutdown"] => break,
-            [] => {}
-            _ => eprintln!(
-                "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, \
-                 alive NAME, not-alive NAME, drain or shutdown",
-                line.trim()
-            ),
-        }
-    }
+fn cannot_listen(at: &str, e: &healthz::Error) -> ExitCode {
+    let reason = e.io_error().map_or_else(|| e.to_string(), os_message);
+    eprintln!("error: cannot listen on {at}: {reason}");
+    ExitCode::FAILURE
+}
 
-    let stopped = if drain {
-        server.drain(options.drain_delay)
-    } else {
-        server.shutdown()
-    };
-    match stopped {
-        Ok(()) => ExitCode::SUCCESS,
-        // A slow client at shutdown is normal life for a health server: the
-        // `stopped` event has said how many were cut; report it and exit cleanly.
-        Err(e) if e.is_deadline() => {
-            eprintln!("serve: {e}");
-            ExitCode::SUCCESS
+/// What stdin commands act on.
+struct Control {
+    health: healthz::Health,
+    targets: Vec<healthz::Target>,
+    liveness_targets: Vec<healthz::Target>,
+    drain_delay: Duration,
+}
+
+impl Control {
+    /// Says where `server` listens, obeys stdin until it says to stop (or
+    /// ends), then stops the server.
+    fn run<A>(self, server: &healthz::Running<A>, listening: impl std::fmt::Display) -> ExitCode {
+        let Control {
+            health,
+            targets,
+            liveness_targets,
+            drain_delay,
+        } = self;
+        let mut stdout = io::stdout().lock();
+        // Scripts wait for this line: it must be first and flushed.
+        if writeln!(stdout, "listening on {listening}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            eprintln!("error: cannot write to stdout");
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+
+        let mut drain = false;
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["ready"] => health.ready(),
+                ["not-ready"] => health.not_ready(),
+                [command @ ("ready" | "not-ready"), name] => {
+                    match targets.iter().find(|t| t.name() == name) {
+                        Some(target) => target.set_ready(command == "ready"),
+                        None => eprintln!("unknown target `{name}`; start with --target {name}"),
+                    }
+                }
+                [command @ ("alive" | "not-alive"), name] => {
+                    match liveness_targets.iter().find(|t| t.name() == name) {
+                        Some(target) => target.set_ready(command == "alive"),
+                        None => eprintln!(
+                            "unknown liveness target `{name}`; start with --liveness-target {name}"
+                        ),
+                    }
+                }
+                ["drain"] => {
+                    drain = true;
+                    break;
+                }
+                ["shutdown"] => break,
+                [] => {}
+                _ => eprintln!(
+                    "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, \
+                     alive NAME, not-alive NAME, drain or shutdown",
+                    line.trim()
+                ),
+            }
+        }
+
+        let stopped = if drain {
+            server.drain(drain_delay)
+        } else {
+            server.shutdown()
+        };
+        match stopped {
+            Ok(()) => ExitCode::SUCCESS,
+            // A slow client at shutdown is normal life for a health server: the
+            // `stopped` event has said how many were cut; report it and exit cleanly.
+            Err(e) if e.is_deadline() => {
+                eprintln!("serve: {e}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
         }
     }
 }

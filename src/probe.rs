@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+use crate::socket::Stream;
+
 /// The first pause between two tries of [`Probe::wait_healthy`]; it doubles.
 const WAIT_FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause between two tries.
@@ -37,12 +39,22 @@ const WAIT_LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Probe {
-    host: String,
-    port: u16,
+    to: Endpoint,
     path: String,
     timeout: Duration,
     expect: RangeInclusive<u16>,
     max_response: usize,
+}
+
+/// Where a probe connects.
+#[derive(Clone, Debug)]
+enum Endpoint {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
 }
 
 /// A healthy answer: its status and (up to the size limit) its body.
@@ -173,17 +185,55 @@ impl Probe {
         if host.is_empty() {
             return Err(invalid("no host"));
         }
+        let to = Endpoint::Tcp {
+            host: host.to_string(),
+            port,
+        };
+        Probe::to(to, path).map_err(invalid)
+    }
+
+    /// A probe of `path` (default `/healthz`) on the Unix domain socket at
+    /// `socket`, as `curl --unix-socket SOCKET http://localhost/PATH`: the
+    /// same request (with `Host: localhost`), timeouts, bounded read and
+    /// verdict. A socket that is not there, or that nothing listens on, is
+    /// [`ProbeErrorKind::Refused`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let socket = std::env::temp_dir().join(format!("healthz-doc-{}.sock", std::process::id()));
+    /// let health = healthz::Health::new();
+    /// health.ready();
+    /// let server = healthz::Server::new(health).bind_unix(&socket)?;
+    ///
+    /// let answer = healthz::Probe::unix(&socket, "/readyz")?.run()?;
+    /// assert_eq!(answer.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn unix(socket: impl AsRef<std::path::Path>, path: &str) -> Result<Probe, ProbeError> {
+        let socket = socket.as_ref();
+        Probe::to(Endpoint::Unix(socket.to_path_buf()), path).map_err(|why| {
+            ProbeError::new(
+                ProbeErrorKind::InvalidTarget,
+                format!("{why} in `{path}` (socket {})", socket.display()),
+            )
+        })
+    }
+
+    /// A probe of `path` at `to`, with the kubelet's defaults; or why the path is bad.
+    fn to(to: Endpoint, path: &str) -> Result<Probe, &'static str> {
         let path = match path {
             "" => "/healthz".to_string(),
             p if p.starts_with('?') => format!("/healthz{p}"),
-            p => p.to_string(),
+            p if p.starts_with('/') => p.to_string(),
+            _ => return Err("a path that does not start with `/`"),
         };
         if !path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(invalid("spaces or control characters in the path"));
+            return Err("spaces or control characters in the path");
         }
         Ok(Probe {
-            host: host.to_string(),
-            port,
+            to,
             path,
             timeout: Duration::from_secs(1),
             expect: 200..=399,
@@ -269,7 +319,7 @@ impl Probe {
             ));
         }
         let deadline = Instant::now() + self.timeout;
-        let mut stream = self.connect(deadline)?;
+        let stream = self.connect(deadline)?;
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: healthz-probe/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             self.path,
@@ -279,10 +329,10 @@ impl Probe {
         stream
             .set_write_timeout(Some(left(deadline)?))
             .map_err(ProbeError::io)?;
-        stream
+        (&stream)
             .write_all(request.as_bytes())
             .map_err(ProbeError::io)?;
-        let response = read_response(&mut stream, deadline, self.max_response)?;
+        let response = read_response(&stream, deadline, self.max_response)?;
         if self.expect.contains(&response.status) {
             Ok(response)
         } else {
@@ -306,34 +356,48 @@ impl Probe {
     }
 
     fn host_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
+        match &self.to {
+            Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
+            #[cfg(unix)]
+            Endpoint::Unix(_) => "localhost".to_string(),
         }
     }
 
-    fn connect(&self, deadline: Instant) -> Result<TcpStream, ProbeError> {
-        let addrs: Vec<SocketAddr> = if self.host.eq_ignore_ascii_case("localhost") {
+    fn connect(&self, deadline: Instant) -> Result<Stream, ProbeError> {
+        let (host, port) = match &self.to {
+            Endpoint::Tcp { host, port } => (host, *port),
+            #[cfg(unix)]
+            Endpoint::Unix(path) => {
+                let addr = std::os::unix::net::SocketAddr::from_pathname(path)
+                    .map_err(|e| ProbeError::new(ProbeErrorKind::InvalidTarget, e.to_string()))?;
+                return crate::socket::connect_unix(&addr, left(deadline)?)
+                    .map(Stream::Unix)
+                    .map_err(|e| match e.kind() {
+                        // No socket file: nothing listens there.
+                        io::ErrorKind::NotFound => ProbeError::new(
+                            ProbeErrorKind::Refused,
+                            format!("{}: {e}", path.display()),
+                        ),
+                        _ => ProbeError::io(e),
+                    });
+            }
+        };
+        let addrs: Vec<SocketAddr> = if host.eq_ignore_ascii_case("localhost") {
             // No resolver needed, so this works in an empty container.
-            vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port)]
-        } else if let Ok(ip) = self.host.parse::<IpAddr>() {
-            vec![SocketAddr::new(ip, self.port)]
+            vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            vec![SocketAddr::new(ip, port)]
         } else {
-            (self.host.as_str(), self.port)
+            (host.as_str(), port)
                 .to_socket_addrs()
-                .map_err(|e| {
-                    ProbeError::new(ProbeErrorKind::Resolve, format!("{}: {e}", self.host))
-                })?
+                .map_err(|e| ProbeError::new(ProbeErrorKind::Resolve, format!("{host}: {e}")))?
                 .collect()
         };
-        let mut last = ProbeError::new(
-            ProbeErrorKind::Resolve,
-            format!("{}: no addresses", self.host),
-        );
+        let mut last = ProbeError::new(ProbeErrorKind::Resolve, format!("{host}: no addresses"));
         for addr in addrs {
             match TcpStream::connect_timeout(&addr, left(deadline)?) {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => return Ok(Stream::Tcp(stream)),
                 Err(e) => last = ProbeError::io(e),
             }
         }
@@ -367,7 +431,7 @@ fn left(deadline: Instant) -> Result<Duration, ProbeError> {
 
 /// Reads one response of at most `limit` bytes, head and body, within the deadline.
 fn read_response(
-    stream: &mut TcpStream,
+    stream: &Stream,
     deadline: Instant,
     limit: usize,
 ) -> Result<ProbeResponse, ProbeError> {
@@ -507,7 +571,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// A socket read into a buffer that never grows past `limit`, each read
 /// bounded by what is left of the deadline.
 struct Bounded<'a> {
-    stream: &'a mut TcpStream,
+    stream: &'a Stream,
     deadline: Instant,
     buf: Vec<u8>,
     limit: usize,
@@ -526,8 +590,9 @@ impl Bounded<'_> {
             .map_err(ProbeError::io)?;
         let start = self.buf.len();
         self.buf.resize(start + room, 0);
+        let mut stream = self.stream;
         let result = loop {
-            match self.stream.read(&mut self.buf[start..]) {
+            match stream.read(&mut self.buf[start..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }

@@ -403,7 +403,8 @@ impl Server {
     /// Binds a Unix domain socket at `path` now, in the calling thread, and
     /// serves on it in the background: the same endpoints, HTTP, limits and
     /// events as over TCP, for a service that must not open a port. Probe it
-    /// with `curl --unix-socket PATH http://localhost/healthz`.
+    /// with `curl --unix-socket PATH http://localhost/healthz` or
+    /// [`Probe::unix`](crate::Probe::unix).
     ///
     /// **The socket file.** If `path` is a socket file that nothing listens
     /// on (a crashed process left it: connecting to it is refused), it is

@@ -419,3 +419,138 @@ fn random_answers_never_make_the_probe_panic_or_hang() {
         );
     }
 }
+
+// Over a Unix domain socket: the same probe, the same verdicts.
+
+#[cfg(unix)]
+#[test]
+fn the_probe_reaches_a_server_on_a_unix_socket() {
+    let path = common::socket_path("probe");
+    let health = healthz::Health::new();
+    let server = healthz::Server::new(health.clone())
+        .bind_unix(&path)
+        .unwrap();
+    let probe = Probe::unix(&path, "/readyz").unwrap();
+    assert_eq!(
+        probe.run().unwrap_err().kind(),
+        ProbeErrorKind::Unhealthy(503)
+    );
+    health.ready();
+    let answer = probe.run().unwrap();
+    assert_eq!((answer.status(), answer.body()), (200, &b"ok\n"[..]));
+    let default = Probe::unix(&path, "").unwrap().run().unwrap();
+    assert_eq!(default.body(), b"ok\n", "the path defaults to /healthz");
+    let missing = Probe::unix(&path, "/nope").unwrap().run().unwrap_err();
+    assert_eq!(missing.to_string(), "status 404 (not found)");
+    let bad = Probe::unix(&path, "healthz").unwrap_err();
+    assert_eq!(bad.kind(), ProbeErrorKind::InvalidTarget);
+    server.shutdown().unwrap();
+
+    // Gone: no file is refused, as a closed port is.
+    let gone = probe.run().unwrap_err();
+    assert_eq!(gone.kind(), ProbeErrorKind::Refused, "{gone}");
+    // A stale socket file: nothing listens on it.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let stale = probe.run().unwrap_err();
+    assert_eq!(stale.kind(), ProbeErrorKind::Refused, "{stale}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn over_a_unix_socket_the_request_says_localhost_and_silence_times_out() {
+    use std::os::unix::net::UnixListener;
+    let path = common::socket_path("fake");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fake = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap();
+        // The next one hears nothing until the client gives up.
+        let (mut silent, _) = listener.accept().unwrap();
+        silent.set_read_timeout(Some(common::PATIENCE)).unwrap();
+        while silent.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {}
+        String::from_utf8(head).unwrap()
+    });
+    let probe = Probe::unix(&path, "/livez").unwrap();
+    assert_eq!(probe.run().unwrap().status(), 204);
+    let started = Instant::now();
+    let error = probe.timeout(Duration::from_millis(300)).run().unwrap_err();
+    assert_eq!(error.kind(), ProbeErrorKind::TimedOut, "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let head = fake.join().unwrap();
+    assert!(
+        head.starts_with("GET /livez HTTP/1.1\r\nHost: localhost\r\n"),
+        "{head}"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn the_probe_binary_takes_a_unix_socket_and_waits_on_it() {
+    let path = common::socket_path("binary");
+    let socket = path.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(probe_binary()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Nothing there yet, and not within the wait.
+    let (code, line) = run(&["--wait", "200ms", "--unix", socket]);
+    assert_eq!(code, Some(1));
+    assert!(line.starts_with("unhealthy: connection refused"), "{line}");
+    assert!(
+        line.ends_with(&format!("(unix:{socket} /healthz)\n")),
+        "{line}"
+    );
+
+    let (health, server, tries) = {
+        let health = healthz::Health::new();
+        let (tried, tries) = std::sync::mpsc::channel();
+        let tried = std::sync::Mutex::new(tried);
+        health
+            .add_check(healthz::Check::new("tries", move || {
+                let _ = tried.lock().unwrap().send(());
+                Ok::<(), String>(())
+            }))
+            .unwrap();
+        let server = healthz::Server::new(health.clone())
+            .bind_unix(&path)
+            .unwrap();
+        (health, server, tries)
+    };
+    let (code, line) = run(&["--unix", socket, "/readyz"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        line,
+        format!("unhealthy: status 503 (not ready) (unix:{socket} /readyz)\n")
+    );
+    while tries.try_recv().is_ok() {}
+
+    let waiting = Command::new(probe_binary())
+        .args(["--wait", "10s", "--unix", socket, "/readyz"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tries.recv_timeout(common::PATIENCE).expect("a first try");
+    health.ready();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        line,
+        format!("healthy: status 200 from unix:{socket} /readyz\n")
+    );
+    assert_eq!(run(&["--unix"]).0, Some(2), "--unix needs a socket");
+    server.shutdown().unwrap();
+}

@@ -12,15 +12,15 @@ use common::{get, serve_binary, Serve};
 fn serve_follows_its_stdin_contract() {
     let mut serve = Serve::start(&[]);
     serve.expect_stderr("listening on");
-    assert_eq!(get(serve.addr, "/healthz").status, 200, "starts ready");
+    assert_eq!(get(&serve.addr, "/healthz").status, 200, "starts ready");
     serve.command("not-ready");
     serve.expect_stderr("readiness changed: not ready (failing: ready)");
-    assert_eq!(get(serve.addr, "/healthz").status, 503);
+    assert_eq!(get(&serve.addr, "/healthz").status, 503);
     serve.command("frobnicate");
     serve.expect_stderr("unknown command `frobnicate`");
     serve.command("ready");
     serve.expect_stderr("readiness changed: ready");
-    assert_eq!(get(serve.addr, "/healthz").status, 200);
+    assert_eq!(get(&serve.addr, "/healthz").status, 200);
     serve.command("shutdown");
     serve.expect_stderr("shutting down");
     assert!(serve.child.wait().unwrap().success());
@@ -31,7 +31,7 @@ fn serve_exits_0_when_shutdown_cuts_a_slow_client_and_says_so() {
     let mut serve = Serve::start(&["--shutdown-timeout", "300ms"]);
     // A request whose head is answered while its body is still to come: in
     // flight, so shutdown waits for it, then cuts it at the deadline.
-    let mut slow = common::Client::connect(serve.addr);
+    let mut slow = common::Client::connect(&serve.addr);
     slow.send(b"POST /healthz HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
     assert_eq!(slow.response(false).unwrap().status, 405);
     serve.command("shutdown");
@@ -44,7 +44,7 @@ fn serve_exits_0_when_shutdown_cuts_a_slow_client_and_says_so() {
 #[test]
 fn serve_starts_not_ready_when_asked_and_stops_on_eof() {
     let mut serve = Serve::start(&["--not-ready"]);
-    assert_eq!(get(serve.addr, "/healthz").status, 503);
+    assert_eq!(get(&serve.addr, "/healthz").status, 503);
     drop(serve.child.stdin.take());
     assert!(serve.child.wait().unwrap().success());
 }
@@ -70,16 +70,16 @@ fn serve_reports_a_port_in_use_in_one_line_and_exits_non_zero() {
 #[test]
 fn serve_metrics_and_liveness_targets_from_the_command_line() {
     let mut serve = Serve::start(&["--metrics", "--liveness-target", "loop"]);
-    let metrics = get(serve.addr, "/metrics");
+    let metrics = get(&serve.addr, "/metrics");
     assert!(metrics
         .text()
         .contains("healthz_check{name=\"loop\",type=\"livez\"} 1\n"));
     serve.command("not-alive loop");
     serve.expect_stderr("liveness changed: not alive (failing: loop)");
-    assert_eq!(get(serve.addr, "/livez").status, 503);
+    assert_eq!(get(&serve.addr, "/livez").status, 503);
     serve.command("alive loop");
     serve.expect_stderr("liveness changed: alive");
-    assert_eq!(get(serve.addr, "/livez").status, 200);
+    assert_eq!(get(&serve.addr, "/livez").status, 200);
     serve.command("shutdown");
     assert!(serve.child.wait().unwrap().success());
 }
@@ -122,22 +122,51 @@ fn serve_targets_flip_by_name_and_drain_keeps_liveness() {
         "300ms",
     ]);
     assert_eq!(
-        get(serve.addr, "/readyz").status,
+        get(&serve.addr, "/readyz").status,
         200,
         "targets start ready"
     );
     serve.command("not-ready cache");
     serve.expect_stderr("readiness changed: not ready (failing: cache)");
-    assert_eq!(get(serve.addr, "/readyz/cache").status, 503);
-    assert_eq!(get(serve.addr, "/readyz/queue").status, 200);
+    assert_eq!(get(&serve.addr, "/readyz/cache").status, 503);
+    assert_eq!(get(&serve.addr, "/readyz/queue").status, 200);
     serve.command("not-ready nope");
     serve.expect_stderr("unknown target `nope`");
     serve.command("ready cache");
     serve.expect_stderr("readiness changed: ready");
     serve.command("drain");
     serve.expect_stderr("draining");
-    assert_eq!(get(serve.addr, "/readyz").status, 503);
-    assert_eq!(get(serve.addr, "/livez").status, 200);
+    assert_eq!(get(&serve.addr, "/readyz").status, 503);
+    assert_eq!(get(&serve.addr, "/livez").status, 200);
     serve.expect_stderr("shutting down");
     assert!(serve.child.wait().unwrap().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_listens_on_a_unix_socket_says_so_first_and_removes_it_on_exit() {
+    let path = common::socket_path("serve");
+    // The first line is checked as it starts: `listening on unix:PATH`.
+    let mut serve = Serve::start_unix(&path, &["--not-ready"]);
+    assert_eq!(get(&path, "/healthz").status, 503);
+    serve.command("ready");
+    serve.expect_stderr("readiness changed: ready");
+    assert_eq!(get(&path, "/healthz").status, 200);
+    serve.command("shutdown");
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
+    assert!(!path.exists(), "the socket file goes with the server");
+
+    // A regular file in the way: one line, exit 1, the file untouched.
+    std::fs::write(&path, "mine\n").unwrap();
+    let out = Command::new(serve_binary())
+        .arg("--unix")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exists and is not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
+    std::fs::remove_file(&path).unwrap();
 }

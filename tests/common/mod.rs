@@ -121,6 +121,12 @@ impl<T: Dial + ?Sized> Dial for &T {
     }
 }
 
+impl<T: Dial + ?Sized> Dial for Arc<T> {
+    fn dial(&self) -> io::Result<Stream> {
+        (**self).dial()
+    }
+}
+
 /// A fresh socket path in the temporary directory, unique to this process
 /// and call (and short: a socket path has at most about 100 bytes).
 pub fn socket_path(name: &str) -> PathBuf {
@@ -340,7 +346,8 @@ pub fn serve_binary() -> std::path::PathBuf {
 /// The `serve` example running as a child, driven through its stdin.
 pub struct Serve {
     pub child: std::process::Child,
-    pub addr: SocketAddr,
+    /// Where it listens, from its first line.
+    pub addr: Arc<dyn Dial + Send + Sync>,
     /// The child's stderr, a line at a time, read on a thread so waits are bounded.
     pub stderr: std::sync::mpsc::Receiver<String>,
 }
@@ -353,10 +360,24 @@ impl Serve {
 
     /// The same, with `env` added to the child's environment (never this process's).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Serve::spawn(None, args, env)
+    }
+
+    /// Starts `serve --unix PATH ARGS` and waits for its first line.
+    #[cfg(unix)]
+    pub fn start_unix(path: &Path, args: &[&str]) -> Serve {
+        Serve::spawn(Some(path), args, &[])
+    }
+
+    fn spawn(unix: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Serve {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
+        let listen: [&std::ffi::OsStr; 2] = match unix {
+            Some(path) => ["--unix".as_ref(), path.as_os_str()],
+            None => ["--addr".as_ref(), "127.0.0.1:0".as_ref()],
+        };
         let mut child = Command::new(serve_binary())
-            .args(["--addr", "127.0.0.1:0"])
+            .args(listen)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
@@ -368,12 +389,18 @@ impl Serve {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        let addr = first
+        let at = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .trim()
-            .parse()
-            .unwrap();
+            .trim();
+        let addr: Arc<dyn Dial + Send + Sync> = match unix {
+            #[cfg(unix)]
+            Some(path) => {
+                assert_eq!(at, format!("unix:{}", path.display()), "first line");
+                Arc::new(path.to_path_buf())
+            }
+            _ => Arc::new(at.parse::<SocketAddr>().unwrap()),
+        };
         let stderr = lines(child.stderr.take().unwrap());
         Serve {
             child,
