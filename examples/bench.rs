@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example bench            # the full run, about a minute
 //! cargo run --release --example bench -- --quick # a few seconds
+//! cargo run --release --example bench -- --unix  # the same over a Unix socket
 //! ```
 //!
 //! It runs the server in a child process (this same binary with `--child`,
@@ -14,6 +15,9 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,6 +36,7 @@ fn main() -> io::Result<()> {
     if args.first().map(String::as_str) == Some("--child") {
         return child(args.get(1).map_or("127.0.0.1:0", String::as_str));
     }
+    let unix = args.iter().any(|a| a == "--unix");
     let plan = if args.iter().any(|a| a == "--quick") {
         Plan {
             run: Duration::from_millis(700),
@@ -47,7 +52,7 @@ fn main() -> io::Result<()> {
     };
     let mut figures = Figures::default();
 
-    let server = Server::start()?;
+    let server = Server::start(unix)?;
     figures.add("rss_start", server.rss_kib() as f64 / 1024.0, "MiB");
     figures.add("threads_start", server.threads() as f64, "threads");
     let idle = server.idle_cost(plan.idle);
@@ -61,7 +66,7 @@ fn main() -> io::Result<()> {
     let run = server.load(16, plan.run, false)?;
     run.report(&mut figures, "close_c16");
 
-    let held = hold(server.addr, 500)?;
+    let held = hold(&server.addr, 500)?;
     figures.add("rss_500_idle", server.rss_kib() as f64 / 1024.0, "MiB");
     figures.add("threads_500_idle", server.threads() as f64, "threads");
     let idle = server.idle_cost(plan.idle);
@@ -73,8 +78,8 @@ fn main() -> io::Result<()> {
     for idle_conns in [0, 100, 500] {
         let mut times = Vec::new();
         for _ in 0..plan.shutdown_runs {
-            let server = Server::start()?;
-            let held = hold(server.addr, idle_conns)?;
+            let server = Server::start(unix)?;
+            let held = hold(&server.addr, idle_conns)?;
             times.push(server.stop()?.as_secs_f64() * 1000.0);
             drop(held);
         }
@@ -98,8 +103,19 @@ fn main() -> io::Result<()> {
 fn child(addr: &str) -> io::Result<()> {
     let health = healthz::Health::new();
     health.ready();
-    let server = healthz::Server::new(health.clone()).bind(addr)?;
+    let server = healthz::Server::new(health.clone());
+    #[cfg(unix)]
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let server = server.bind_unix(path)?;
+        println!("listening on unix:{path}");
+        return serve_stdin(&health, &server);
+    }
+    let server = server.bind(addr)?;
     println!("listening on {}", server.local_addr());
+    serve_stdin(&health, &server)
+}
+
+fn serve_stdin<A>(health: &healthz::Health, server: &healthz::Running<A>) -> io::Result<()> {
     io::stdout().flush()?;
     for line in io::stdin().lock().lines() {
         match line?.trim() {
@@ -112,27 +128,68 @@ fn child(addr: &str) -> io::Result<()> {
     server.shutdown().map_err(io::Error::from)
 }
 
+/// Where the server listens.
+#[derive(Clone)]
+enum Addr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A client connection of either kind.
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+impl Addr {
+    /// Connects, with `timeout` on reads.
+    fn connect(&self, timeout: Duration) -> io::Result<Box<dyn Duplex>> {
+        match self {
+            Addr::Tcp(addr) => {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(timeout))?;
+                Ok(Box::new(stream))
+            }
+            #[cfg(unix)]
+            Addr::Unix(path) => {
+                let stream = UnixStream::connect(path)?;
+                stream.set_read_timeout(Some(timeout))?;
+                Ok(Box::new(stream))
+            }
+            #[cfg(not(unix))]
+            Addr::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
 struct Server {
     child: Child,
     stdin: ChildStdin,
-    addr: SocketAddr,
+    addr: Addr,
 }
 
 impl Server {
-    fn start() -> io::Result<Server> {
+    fn start(unix: bool) -> io::Result<Server> {
+        let socket =
+            std::env::temp_dir().join(format!("healthz-bench-{}.sock", std::process::id()));
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--child")
+            .arg(if unix {
+                format!("unix:{}", socket.display())
+            } else {
+                "127.0.0.1:0".to_string()
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
         let stdin = child.stdin.take().expect("piped stdin");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("unexpected first line {line:?}")))?;
+        let at = line.trim().strip_prefix("listening on ");
+        let addr = match at.map(|a| (a.strip_prefix("unix:"), a.parse())) {
+            Some((Some(path), _)) => Addr::Unix(path.into()),
+            Some((None, Ok(addr))) => Addr::Tcp(addr),
+            _ => return Err(io::Error::other(format!("unexpected first line {line:?}"))),
+        };
         // Let start-up allocations settle before the first reading.
         thread::sleep(Duration::from_millis(200));
         Ok(Server { child, stdin, addr })
@@ -208,12 +265,14 @@ impl Server {
     /// `conns` client threads, each on its own connection (or a new one per
     /// request), as fast as they can for `run`.
     fn load(&self, conns: usize, run: Duration, keep_alive: bool) -> io::Result<Run> {
-        let addr = self.addr;
         let cpu_before = self.cpu_micros();
         let started = Instant::now();
         let until = started + run;
         let clients: Vec<_> = (0..conns)
-            .map(|_| thread::spawn(move || client(addr, until, keep_alive)))
+            .map(|_| {
+                let addr = self.addr.clone();
+                thread::spawn(move || client(&addr, until, keep_alive))
+            })
             .collect();
         let mut latencies = Vec::new();
         let mut errors = 0;
@@ -250,19 +309,16 @@ impl Server {
 }
 
 /// One client's loop: latencies in µs, and how many requests failed.
-fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64) {
+fn client(addr: &Addr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64) {
     let mut latencies = Vec::with_capacity(100_000);
     let mut errors = 0;
     let mut buf = [0u8; 1024];
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Box<dyn Duplex>> = None;
     while Instant::now() < until {
         let started = Instant::now();
         let ok = (|| -> io::Result<bool> {
             if conn.is_none() {
-                let stream = TcpStream::connect(addr)?;
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                conn = Some(stream);
+                conn = Some(addr.connect(Duration::from_secs(5))?);
             }
             let stream = conn.as_mut().expect("connected");
             stream.write_all(if keep_alive { REQUEST } else { CLOSE_REQUEST })?;
@@ -282,7 +338,7 @@ fn client(addr: SocketAddr, until: Instant, keep_alive: bool) -> (Vec<u32>, u64)
 
 /// Reads one `200` response: the head, then `Content-Length` bytes (and, when
 /// closing, until the server closes). True if the connection stays open.
-fn read_response(stream: &mut TcpStream, buf: &mut [u8], keep_alive: bool) -> io::Result<bool> {
+fn read_response(stream: &mut dyn Duplex, buf: &mut [u8], keep_alive: bool) -> io::Result<bool> {
     let mut filled = 0;
     loop {
         let n = stream.read(&mut buf[filled..])?;
@@ -329,14 +385,13 @@ fn find_length(head: &[u8]) -> Option<usize> {
 }
 
 /// Opens `count` connections, one request each, and holds them idle.
-fn hold(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpStream>> {
+fn hold(addr: &Addr, count: usize) -> io::Result<Vec<Box<dyn Duplex>>> {
     let mut buf = [0u8; 1024];
     (0..count)
         .map(|_| {
-            let mut stream = TcpStream::connect(addr)?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut stream = addr.connect(Duration::from_secs(5))?;
             stream.write_all(REQUEST)?;
-            read_response(&mut stream, &mut buf, true)?;
+            read_response(&mut *stream, &mut buf, true)?;
             Ok(stream)
         })
         .collect()

@@ -9,11 +9,10 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::get;
+use common::{get, AnyServer, Dial, Stream, TRANSPORTS};
 use healthz::{Health, Server};
 
 fn threads() -> usize {
@@ -43,10 +42,10 @@ fn settle(want_threads: usize, want_fds: usize) -> (usize, usize) {
     }
 }
 
-fn hold(addr: SocketAddr, count: usize, bytes: &[u8]) -> Vec<TcpStream> {
+fn hold(addr: &dyn Dial, count: usize, bytes: &[u8]) -> Vec<Stream> {
     (0..count)
         .map(|_| {
-            let mut stream = TcpStream::connect(addr).unwrap();
+            let mut stream = addr.dial().unwrap();
             stream.write_all(bytes).unwrap();
             stream
         })
@@ -55,23 +54,31 @@ fn hold(addr: SocketAddr, count: usize, bytes: &[u8]) -> Vec<TcpStream> {
 
 #[test]
 fn threads_and_fds_return_to_baseline_after_every_burst() {
+    for &unix in TRANSPORTS {
+        bursts(unix);
+    }
+}
+
+fn bursts(unix: bool) {
     let health = Health::new();
     health.ready();
     let server = Server::new(health)
         .request_timeout(Duration::from_secs(60))
         .idle_timeout(Duration::from_secs(60))
         // One thread waits in accept; the others end with their connections.
-        .spare_threads(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let addr = server.local_addr();
+        .spare_threads(1);
+    let server = AnyServer::bind(server, unix);
+    let addr = server.target();
     let (base_threads, base_fds, base_rss) = (threads(), fds(), rss_kib());
     let mut peak_threads = base_threads;
     let mut peak_rss = base_rss;
 
     // 2000 connection-per-request probes, from 4 threads.
     let probers: Vec<_> = (0..4)
-        .map(|_| thread::spawn(move || (0..500).all(|_| get(addr, "/healthz").status == 200)))
+        .map(|_| {
+            let addr = addr.clone();
+            thread::spawn(move || (0..500).all(|_| get(&addr, "/healthz").status == 200))
+        })
         .collect();
     for prober in probers {
         assert!(prober.join().unwrap(), "every probe answered 200");
@@ -83,10 +90,10 @@ fn threads_and_fds_return_to_baseline_after_every_burst() {
     );
 
     // 300 idle keep-alive connections, then 200 trickling ones, held together.
-    let idle = hold(addr, 300, b"GET /healthz HTTP/1.1\r\n\r\n");
-    let trickling = hold(addr, 200, b"GET /healthz HTTP/1.1\r\nX-Slow: a");
+    let idle = hold(&*addr, 300, b"GET /healthz HTTP/1.1\r\n\r\n");
+    let trickling = hold(&*addr, 200, b"GET /healthz HTTP/1.1\r\nX-Slow: a");
     // The server must still answer while they are open.
-    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(get(&addr, "/healthz").status, 200);
     peak_threads = peak_threads.max(threads());
     peak_rss = peak_rss.max(rss_kib());
     drop(idle);
@@ -98,7 +105,7 @@ fn threads_and_fds_return_to_baseline_after_every_burst() {
     );
 
     println!(
-        "baseline {base_threads} threads, {base_fds} fds, {base_rss} KiB RSS; \
+        "unix: {unix}: baseline {base_threads} threads, {base_fds} fds, {base_rss} KiB RSS; \
          peak with 500 held connections {peak_threads} threads, {peak_rss} KiB RSS \
          (test process, client sockets included)"
     );

@@ -40,20 +40,24 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn every_thread_the_server_started_is_gone_after_shutdown() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for &unix in TRANSPORTS {
+        all_gone_after_shutdown(unix);
+    }
+}
+
+fn all_gone_after_shutdown(unix: bool) {
     assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
     let health = Health::new();
     health.ready();
-    let server = Server::new(health)
-        .shutdown_timeout(Duration::from_millis(200))
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let addr = server.local_addr();
-    let _idle = kept_alive(addr, 20, 200); // held open until shutdown
+    let server = Server::new(health).shutdown_timeout(Duration::from_millis(200));
+    let server = AnyServer::bind(server, unix);
+    let addr = server.target();
+    let _idle = kept_alive(&addr, 20, 200); // held open until shutdown
     for _ in 0..20 {
-        assert_eq!(get(addr, "/healthz").status, 200);
+        assert_eq!(get(&addr, "/healthz").status, 200);
     }
     // One connection stuck mid-request, cut at the deadline.
-    let mut stuck = Client::connect(addr);
+    let mut stuck = Client::connect(&addr);
     stuck.send(b"POST /healthz HTTP/1.1\r\nContent-Length: 9\r\n\r\n");
     assert_eq!(stuck.response(false).unwrap().status, 405);
     assert!(
