@@ -17,7 +17,9 @@
 //!    thread (so "address in use" is an `Err` you see at once) and serves:
 //!    [`Server::bind`] in the background, returning a [`Running`] handle, or
 //!    [`Server::run`], which blocks the calling thread until a
-//!    [`ShutdownToken`] is triggered.
+//!    [`ShutdownToken`] is triggered. A service that must not open a port
+//!    serves the same on a Unix domain socket ([`Server::bind_unix`]); from
+//!    `accept` on, TCP and Unix connections take one code path.
 //! 3. Each connection has a thread of its own: the thread that was waiting
 //!    in `accept` when it came (one stays there for the next, and threads go
 //!    back when their connection ends; after a burst, the extra ones go home
@@ -94,14 +96,16 @@
 //!
 //! [`Probe`] is the other end: a std-only client that checks one health
 //! endpoint the way the kubelet does (bounded time, bounded read, 200–399 is
-//! healthy), for a Docker `HEALTHCHECK` in an image with no curl. The
-//! `probe` example wraps it in a binary that exits 0 or 1.
+//! healthy), for a Docker `HEALTHCHECK` in an image with no curl, over TCP
+//! or a Unix socket ([`Probe::unix`]), once or until healthy
+//! ([`Probe::wait_healthy`]). The `probe` example wraps it in a binary that
+//! exits 0 or 1.
 //!
 //! # What it is not
 //!
 //! Not a general HTTP server: no handlers of your own, no request bodies
 //! beyond discarding small ones, no chunked requests, no TLS, no HTTP/2.
-//! Put it on its own port, as Dapr and the kubelet expect.
+//! Put it on its own port, as Dapr and the kubelet expect, or its own socket.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -418,8 +418,9 @@ impl Server {
     /// **Permissions.** Whoever may connect may probe: the file is created
     /// with the process's umask, and connecting needs write permission on it
     /// and search permission on every directory above. Put it in a directory
-    /// only your service's users can enter (systemd's `RuntimeDirectory=`,
-    /// mode 0750 by default), or narrow the umask around the call.
+    /// only your service's users can enter (systemd's `RuntimeDirectory=`
+    /// with `RuntimeDirectoryMode=0750`), or start the process with a narrower
+    /// umask (systemd's `UMask=`).
     ///
     /// For a Linux abstract name (no file at all), bind it yourself and
     /// [`listen`](Server::listen):
