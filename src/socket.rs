@@ -20,6 +20,15 @@ pub(crate) enum SocketFile {}
 ///
 /// `Display` writes an IP address as `127.0.0.1:8080`, a Unix socket as
 /// `unix:/run/app/health.sock`, or `unix:@name` for a Linux abstract name.
+///
+/// ```
+/// let tcp = healthz::Address::Tcp("127.0.0.1:8080".parse().unwrap());
+/// assert_eq!(tcp.to_string(), "127.0.0.1:8080");
+/// # #[cfg(unix)] {
+/// let path = std::os::unix::net::SocketAddr::from_pathname("/run/app/health.sock").unwrap();
+/// assert_eq!(healthz::Address::Unix(path).to_string(), "unix:/run/app/health.sock");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Address {
@@ -43,6 +52,16 @@ impl fmt::Display for Address {
 /// What [`Server::listen`](crate::Server::listen) and
 /// [`Server::run`](crate::Server::run) serve on: a `TcpListener`, or (on
 /// Unix) a `UnixListener`. Sealed: it is implemented for those two only.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let server = healthz::Server::new(healthz::Health::new()).listen(tcp)?;
+/// let port: u16 = server.local_addr().port(); // a std::net::SocketAddr
+/// # assert_ne!(port, 0);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Listener: sealed::Sealed {
     /// The listener's address type, which
     /// [`Running::local_addr`](crate::Running::local_addr) returns.
@@ -345,8 +364,14 @@ mod unix {
             other => other?,
         };
         let meta = fs::symlink_metadata(path)?;
+        // Absolute, so that a change of directory before shutdown does not
+        // make it remove another file (or none).
+        let path = match std::env::current_dir() {
+            Ok(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        };
         let file = SocketFile {
-            path: path.to_path_buf(),
+            path,
             id: (meta.dev(), meta.ino()),
         };
         Ok((listener, file))
