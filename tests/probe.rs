@@ -249,9 +249,9 @@ fn probe_binary() -> PathBuf {
     common::example_binary("probe")
 }
 
-/// A server not ready yet, with a readiness check that says each time it
-/// is probed: the sign that a probe's try has reached it.
-fn not_ready_counting_tries() -> (healthz::Health, healthz::Running, Receiver<()>) {
+/// A health not ready yet, with a readiness check that says each time it
+/// runs: the sign that a probe's try has reached the server.
+fn not_ready_counting_tries_health() -> (healthz::Health, Receiver<()>) {
     let health = healthz::Health::new();
     let (tried, tries) = std::sync::mpsc::channel();
     let tried = std::sync::Mutex::new(tried);
@@ -260,10 +260,36 @@ fn not_ready_counting_tries() -> (healthz::Health, healthz::Running, Receiver<()
         Ok::<(), String>(())
     });
     health.add_check(check).unwrap();
+    (health, tries)
+}
+
+/// The same, served on 127.0.0.1.
+fn not_ready_counting_tries() -> (healthz::Health, healthz::Running, Receiver<()>) {
+    let (health, tries) = not_ready_counting_tries_health();
     let server = healthz::Server::new(health.clone())
         .bind("127.0.0.1:0")
         .unwrap();
     (health, server, tries)
+}
+
+/// Runs the probe binary with `args` (a `--wait`), turns `health` ready
+/// once its first try has come, and returns its exit code and its line.
+fn binary_waits_until_ready(
+    args: &[&str],
+    health: &healthz::Health,
+    tries: &Receiver<()>,
+) -> (Option<i32>, String) {
+    while tries.try_recv().is_ok() {}
+    let waiting = Command::new(probe_binary())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tries.recv_timeout(common::PATIENCE).expect("a first try");
+    health.ready();
+    let out = waiting.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), line)
 }
 
 #[test]
@@ -315,19 +341,10 @@ fn the_probe_binary_waits_with_wait() {
     assert_eq!(never.status.code(), Some(1));
     let line = String::from_utf8_lossy(&never.stdout);
     assert_eq!(line, format!("unhealthy: status 503 (not ready) ({url})\n"));
-    while tries.try_recv().is_ok() {}
 
-    let waiting = Command::new(probe_binary())
-        .args(["--wait", "10s", &url])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tries.recv_timeout(common::PATIENCE).expect("a first try");
-    health.ready();
-    let out = waiting.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let line = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(line, format!("healthy: status 200 from {url}\n"));
+    let waited = binary_waits_until_ready(&["--wait", "10s", &url], &health, &tries);
+    let healthy = format!("healthy: status 200 from {url}\n");
+    assert_eq!(waited, (Some(0), healthy));
 }
 
 #[test]
@@ -514,43 +531,20 @@ fn the_probe_binary_takes_a_unix_socket_and_waits_on_it() {
         "{line}"
     );
 
-    let (health, server, tries) = {
-        let health = healthz::Health::new();
-        let (tried, tries) = std::sync::mpsc::channel();
-        let tried = std::sync::Mutex::new(tried);
-        health
-            .add_check(healthz::Check::new("tries", move || {
-                let _ = tried.lock().unwrap().send(());
-                Ok::<(), String>(())
-            }))
-            .unwrap();
-        let server = healthz::Server::new(health.clone())
-            .bind_unix(&path)
-            .unwrap();
-        (health, server, tries)
-    };
+    let (health, tries) = not_ready_counting_tries_health();
+    let server = healthz::Server::new(health.clone())
+        .bind_unix(&path)
+        .unwrap();
     let (code, line) = run(&["--unix", socket, "/readyz"]);
     assert_eq!(code, Some(1));
     assert_eq!(
         line,
         format!("unhealthy: status 503 (not ready) (unix:{socket} /readyz)\n")
     );
-    while tries.try_recv().is_ok() {}
-
-    let waiting = Command::new(probe_binary())
-        .args(["--wait", "10s", "--unix", socket, "/readyz"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    tries.recv_timeout(common::PATIENCE).expect("a first try");
-    health.ready();
-    let out = waiting.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let line = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        line,
-        format!("healthy: status 200 from unix:{socket} /readyz\n")
-    );
+    let args = ["--wait", "10s", "--unix", socket, "/readyz"];
+    let waited = binary_waits_until_ready(&args, &health, &tries);
+    let healthy = format!("healthy: status 200 from unix:{socket} /readyz\n");
+    assert_eq!(waited, (Some(0), healthy));
     assert_eq!(run(&["--unix"]).0, Some(2), "--unix needs a socket");
     server.shutdown().unwrap();
 }
