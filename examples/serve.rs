@@ -44,9 +44,10 @@ OPTIONS:
     -h, --help         print this help
 
 Once bound, prints `listening on HOST:PORT` (the real address), or
-`listening on unix:PATH`, as its first line on stdout. Then GET /healthz and /readyz answer 200 when ready and 503 when not,
-/livez answers 200 while the process is alive, /readyz/NAME answers for one
-target; ?verbose and ?format=json explain the verdict.
+`listening on unix:PATH`, as its first line on stdout. Then GET /healthz and
+/readyz answer 200 when ready and 503 when not, /livez answers 200 while the
+process is alive, /readyz/NAME answers for one target; ?verbose and
+?format=json explain the verdict.
 
 STDIN COMMANDS, one per line:
     ready              mark the service ready

@@ -546,5 +546,15 @@ fn the_probe_binary_takes_a_unix_socket_and_waits_on_it() {
     let healthy = format!("healthy: status 200 from unix:{socket} /readyz\n");
     assert_eq!(waited, (Some(0), healthy));
     assert_eq!(run(&["--unix"]).0, Some(2), "--unix needs a socket");
+    let (code, help) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for word in [
+        "--unix SOCKET [PATH]",
+        "--wait DURATION",
+        "--timeout",
+        "--expect",
+    ] {
+        assert!(help.contains(word), "--help does not mention {word}");
+    }
     server.shutdown().unwrap();
 }

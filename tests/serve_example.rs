@@ -101,6 +101,8 @@ fn serve_help_and_usage_errors() {
         "not-alive NAME",
         "--systemd",
         "--metrics",
+        "--unix PATH",
+        "listening on unix:PATH",
     ] {
         assert!(text.contains(word), "--help does not mention {word}");
     }
