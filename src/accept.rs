@@ -340,6 +340,7 @@ impl Wakes {
 
     /// Whether the connection from `peer` is a wake-up (it is then
     /// forgotten). Bytes read from a client to tell go to `early`.
+    #[cfg_attr(not(unix), allow(unused_variables))]
     fn take(&self, stream: &Stream, peer: &Address, early: &mut Early) -> bool {
         if self.pending.load(Ordering::SeqCst) == 0 {
             return false;

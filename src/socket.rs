@@ -251,8 +251,6 @@ mod unix {
     use std::fmt;
     use std::fs;
     use std::io;
-    use std::net::Shutdown;
-    use std::os::fd::OwnedFd;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
@@ -304,6 +302,8 @@ mod unix {
     /// it (they fail with `EINVAL`), and connections are refused from then on.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(super) fn shut_down(listener: &UnixListener) -> bool {
+        use std::net::Shutdown;
+        use std::os::fd::OwnedFd;
         // shutdown(2) is a socket call, which std offers on streams only; a
         // stream made of the same socket reaches it.
         listener.try_clone().is_ok_and(|socket| {
