@@ -14,7 +14,8 @@ const WAIT_FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause between two tries.
 const WAIT_LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
-/// One health check against an HTTP endpoint, the way the kubelet does it.
+/// One health check against an HTTP endpoint, the way the kubelet does it:
+/// over TCP ([`Probe::new`]) or a Unix domain socket ([`Probe::unix`]).
 ///
 /// Sends `GET` with `Host`, `User-Agent: healthz-probe/<version>` and
 /// `Connection: close`; reads at most [`max_response`](Probe::max_response)
@@ -81,14 +82,16 @@ impl ProbeResponse {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProbeErrorKind {
-    /// The target is not `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`.
+    /// The target is not `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`
+    /// (or, for [`Probe::unix`], the path does not start with `/`).
     InvalidTarget,
     /// The probe's own settings are out of bounds (a zero or over-long
     /// timeout): nothing was sent.
     InvalidSettings,
     /// The host name did not resolve.
     Resolve,
-    /// Nothing listens there.
+    /// Nothing listens there (for a Unix socket: no socket file, or a
+    /// stale one).
     Refused,
     /// The overall timeout passed.
     TimedOut,
