@@ -397,7 +397,8 @@ impl Server {
     /// picks a free port: see [`Running::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Running, Error> {
         self.config.validate()?;
-        self.listen(TcpListener::bind(addr)?)
+        let (socket, addr) = TcpListener::bind(addr)?.into_socket()?;
+        self.serve(socket.0, addr, None)
     }
 
     /// Binds a Unix domain socket at `path` now, in the calling thread, and
