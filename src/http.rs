@@ -213,10 +213,18 @@ fn method(word: &[u8]) -> Method {
 }
 
 /// The method that a head, however partial or malformed, starts with (after
-/// any empty lines): so that even a refusal of a `HEAD` request has no body.
+/// the empty lines the parser skips): so that even a refusal of a `HEAD`
+/// request has no body. Past [`MAX_EMPTY_LINES`] the parser refuses before
+/// any method, so none is read here either: whether an answer has a body
+/// never depends on how the bytes were split.
 pub(crate) fn method_of(buf: &[u8]) -> Method {
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n');
-    let word = &buf[start.unwrap_or(buf.len())..];
+    let mut word = buf;
+    for _ in 0..MAX_EMPTY_LINES {
+        match word {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => word = rest,
+            _ => break,
+        }
+    }
     let end = word.iter().position(|&b| b == b' ').unwrap_or(word.len());
     method(&word[..end])
 }
@@ -686,6 +694,21 @@ mod tests {
         assert_eq!(method_of(b"GET"), Method::Get);
         assert_eq!(method_of(b"HEADX /"), Method::Other);
         assert_eq!(method_of(b""), Method::Other);
+    }
+
+    #[test]
+    fn test_tell_no_method_past_the_empty_lines_the_parser_skips() {
+        let at_bound = [b"\n".repeat(MAX_EMPTY_LINES), b"HEAD / HTTP/1.1".to_vec()].concat();
+        assert_eq!(method_of(&at_bound), Method::Head);
+        let past = [
+            b"\n".repeat(MAX_EMPTY_LINES + 1),
+            b"HEAD / HTTP/1.1".to_vec(),
+        ]
+        .concat();
+        assert_eq!(error(&past), ParseError::EmptyLines);
+        assert_eq!(method_of(&past), Method::Other, "refused before its method");
+        let crlf = [b"\r\n".repeat(MAX_EMPTY_LINES + 1), b"HEAD /".to_vec()].concat();
+        assert_eq!(method_of(&crlf), Method::Other);
     }
 
     #[test]

@@ -324,3 +324,50 @@ fn the_first_request_deadline_counts_from_accept() {
     assert!(took < Duration::from_millis(2500), "408 after {took:?}");
     trickle.join().unwrap();
 }
+
+/// Everything the server sends after `parts`, written one by one with a
+/// pause between them so that the server reads them apart, without `Date`.
+fn paced(addr: std::net::SocketAddr, parts: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            // Pacing, not waiting for a signal: the test holds whatever the split.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if stream.write_all(part).is_err() {
+            break; // refused already: what came back is the answer
+        }
+    }
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.lines()
+        .filter(|line| !line.starts_with("Date: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn whether_an_answer_has_a_body_never_depends_on_how_the_request_was_split() {
+    let (_health, server) = start(true);
+    let addr = server.local_addr();
+    let requests: [&[u8]; 5] = [
+        b"\n\n\n\n\nHEAD / HTTP/1.1\r\n\r\n",
+        b"\n\n\n\nHEAD /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"\r\n\r\n\r\n\r\n\r\nHEAD /healthz HTTP/1.1\r\n\r\n",
+        b"HEAD /healthz HTTP/1.1\r\nContent-Length: 100000\r\n\r\n",
+        b"\n\n\n\nHEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ];
+    for request in requests {
+        let whole = paced(addr, &[request]);
+        let at_the_lfs = request.iter().take_while(|b| **b == b'\n').count().max(1);
+        let split = paced(addr, &[&request[..at_the_lfs], &request[at_the_lfs..]]);
+        let bytes: Vec<&[u8]> = request.chunks(1).collect();
+        let trickled = paced(addr, &bytes);
+        assert_eq!(whole, split, "{request:?}");
+        assert_eq!(whole, trickled, "{request:?}");
+    }
+}
