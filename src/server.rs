@@ -188,6 +188,11 @@ impl Server {
 
     /// How long shutdown waits for in-flight requests before closing them by
     /// force and returning an error. Default 5 s, as Dapr's health server.
+    ///
+    /// Zero means "do not wait for requests in flight": they are cut at once.
+    /// The server's own threads (in `accept`, or on idle connections) still get
+    /// a moment (250 ms at most) to leave, so a shutdown with nothing in flight
+    /// returns `Ok` and has joined every thread, whatever the timeout.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
         self.config.shutdown_timeout = timeout;
         self
@@ -704,7 +709,7 @@ impl Lifecycle {
     /// How long [`supervise`](Lifecycle::supervise) takes at most once the
     /// token is triggered, not counting the drain.
     fn bound(&self) -> Duration {
-        self.shutdown_timeout + FORCE_GRACE
+        self.shutdown_timeout.max(FORCE_GRACE) + FORCE_GRACE
     }
 
     /// The supervisor's part: wait for the token, drain if asked to, then
@@ -735,22 +740,28 @@ impl Lifecycle {
             ..
         } = self;
         let registry = &service.registry;
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        // The timeout is for requests in flight; the server's own threads
+        // (woken in `accept`, or closed while idle) always get the grace to
+        // leave, so a zero timeout means "do not wait for requests", nothing more.
+        let deadline = start + timeout;
+        let own = deadline.max(start + FORCE_GRACE);
 
         // 1. Stop accepting: threads in `accept` are woken to leave, and the
         //    listening socket closes as the last one does.
         acceptors.stop();
         // 2. Close idle connections (while those threads leave).
         registry.close_idle();
-        let unwoken = acceptors.wait_stopped(deadline);
+        let unwoken = acceptors.wait_stopped(own);
         drop(file); // the socket file goes with the listening socket
         service.events.emit(Event::ShuttingDown);
         // 3. Wait for requests in flight.
         let mut left = registry.wait_empty(deadline);
-        // 4. At the deadline, close the rest by force.
+        // 4. At the deadline, close the rest by force, and let every
+        //    closed connection's thread leave.
         let cut = if left > 0 { registry.close_all() } else { 0 };
-        if cut > 0 {
-            left = registry.wait_empty(deadline + FORCE_GRACE);
+        if left > 0 {
+            left = registry.wait_empty(Instant::now().max(deadline) + FORCE_GRACE);
         }
         // 5. Join every thread; one still holding a connection is stuck in
         //    user code (an event hook) and is left.

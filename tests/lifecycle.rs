@@ -421,3 +421,34 @@ fn a_panicking_event_hook_loses_its_event_and_nothing_else() {
     assert_eq!(get(server.local_addr(), "/healthz").status, 200);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_zero_shutdown_timeout_with_nothing_in_flight_is_ok_every_time() {
+    for round in 0..50 {
+        let health = Health::new();
+        health.ready();
+        let server = Server::new(health)
+            .shutdown_timeout(Duration::ZERO)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        // One probe that closes, and one connection left idle after its answer.
+        assert_eq!(get(server.local_addr(), "/healthz").status, 200);
+        let mut idle = kept_alive(server.local_addr(), 1, 200);
+        let result = server.shutdown();
+        assert!(result.is_ok(), "round {round}: {result:?}");
+        assert!(idle[0].closed(), "round {round}");
+    }
+}
+
+#[test]
+fn a_zero_shutdown_timeout_cuts_a_request_in_flight_at_once() {
+    let server = Server::new(Health::new())
+        .request_timeout(Duration::from_secs(600))
+        .shutdown_timeout(Duration::ZERO)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut stuck = request_in_flight(server.local_addr());
+    let error = server.shutdown().expect_err("the request was cut");
+    assert_eq!(error.connections_cut(), 1, "{error}");
+    assert!(stuck.closed());
+}
