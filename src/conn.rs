@@ -227,6 +227,8 @@ impl Conn<'_> {
             // Keep alive, or close.
             if !keep {
                 self.output.flush()?;
+                // Answered: nothing is in flight, so shutdown need not wait.
+                self.registered.answered();
                 if self.input.filled > 0 || body > 0 {
                     self.linger();
                 }
@@ -249,7 +251,7 @@ impl Conn<'_> {
         read: impl FnOnce(&mut Input<'_>) -> io::Result<usize>,
     ) -> io::Result<bool> {
         self.output.flush()?;
-        if !self.registered.enter(State::Idle) || self.service.registry.is_closed() {
+        if !self.registered.answered() || self.service.registry.is_closed() {
             return Ok(false);
         }
         match read(&mut self.input) {
@@ -310,6 +312,7 @@ impl Conn<'_> {
         let peer = self.registered.slot().peer().clone();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.output.flush()?;
+        self.registered.answered();
         self.linger();
         Ok(())
     }

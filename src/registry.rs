@@ -27,6 +27,10 @@ pub(crate) enum State {
     Busy = 2,
     /// Closed by the server; the thread ends at its next read or write.
     Closed = 3,
+    /// Closed by force at the shutdown deadline while in flight: what shutdown
+    /// reports as cut, unless the thread finds its answers had all been
+    /// written (it was only on its way back to idle) and makes it `Closed`.
+    Cut = 4,
 }
 
 impl State {
@@ -35,8 +39,13 @@ impl State {
             0 => State::Idle,
             1 => State::Reading,
             2 => State::Busy,
-            _ => State::Closed,
+            3 => State::Closed,
+            _ => State::Cut,
         }
+    }
+
+    fn is_closed(self) -> bool {
+        matches!(self, State::Closed | State::Cut)
     }
 }
 
@@ -67,7 +76,7 @@ impl Slot {
         match self.state() {
             State::Idle | State::Reading => Some((false, since)),
             State::Busy => Some((true, since)),
-            State::Closed => None,
+            State::Closed | State::Cut => None,
         }
     }
 
@@ -76,7 +85,7 @@ impl Slot {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state() == State::Closed
+        self.state().is_closed()
     }
 
     /// Moves to `to` if `allowed` holds for the state now (else false).
@@ -90,7 +99,21 @@ impl Slot {
 
     /// Closes the socket if `allowed` holds for the state; the thread then ends.
     fn close_if(&self, allowed: impl Fn(State) -> bool) -> bool {
-        let closed = self.change(|s| s != State::Closed && allowed(s), State::Closed);
+        self.close_as(|s| allowed(s).then_some(State::Closed))
+    }
+
+    /// Closes the socket, marked as `to(state)` says (unless it says `None`).
+    fn close_as(&self, to: impl Fn(State) -> Option<State>) -> bool {
+        let closed = self
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                let s = State::from_u8(s);
+                if s.is_closed() {
+                    return None;
+                }
+                to(s).map(|to| to as u8)
+            })
+            .is_ok();
         if closed {
             // Wakes the thread from a blocked read or write.
             let _ = self.stream.shutdown(Shutdown::Both);
@@ -119,7 +142,7 @@ impl Registered<'_> {
     /// and then finds the registry open is sure to be seen idle, and closed,
     /// by shutdown.
     pub fn enter(&self, state: State) -> bool {
-        let moved = self.slot.change(|s| s != State::Closed, state);
+        let moved = self.slot.change(|s| !s.is_closed(), state);
         if moved {
             let now = self.registry.millis();
             self.slot.since.store(now, Ordering::Relaxed);
@@ -128,9 +151,30 @@ impl Registered<'_> {
     }
 }
 
+impl Registered<'_> {
+    /// Every answer so far is written in full: idle from here, unless the
+    /// server has closed the connection (then false). One cut at the
+    /// shutdown deadline in the meantime was not cut after all: its answers
+    /// got out, and the client saw nothing interrupted.
+    pub fn answered(&self) -> bool {
+        if self.enter(State::Idle) {
+            return true;
+        }
+        let (cut, closed) = (State::Cut as u8, State::Closed as u8);
+        let _ = self
+            .slot
+            .state
+            .compare_exchange(cut, closed, Ordering::SeqCst, Ordering::SeqCst);
+        false
+    }
+}
+
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         let mut slots = self.registry.slots();
+        if self.slot.state() == State::Cut {
+            slots.cut += 1;
+        }
         slots.live.remove(&self.id);
         // Only shutdown waits for the registry to empty, and only once it is closed.
         if slots.live.is_empty() && self.registry.is_closed() {
@@ -143,6 +187,8 @@ impl Drop for Registered<'_> {
 struct Slots {
     next_id: u64,
     live: HashMap<u64, Arc<Slot>>,
+    /// Connections that left cut at the shutdown deadline.
+    cut: usize,
 }
 
 /// Every open connection of one server, and whether the server is closing.
@@ -235,10 +281,27 @@ impl Registry {
         }
     }
 
-    /// Closes every connection, whatever it is doing; returns how many.
-    pub fn close_all(&self) -> usize {
+    /// Closes every connection, whatever it is doing: those in flight are
+    /// cut (see [`cut`](Registry::cut)).
+    pub fn close_all(&self) {
         let live: Vec<Arc<Slot>> = self.slots().live.values().cloned().collect();
-        live.iter().filter(|slot| slot.close_if(|_| true)).count()
+        for slot in &live {
+            slot.close_as(|s| {
+                Some(if s == State::Idle {
+                    State::Closed
+                } else {
+                    State::Cut
+                })
+            });
+        }
+    }
+
+    /// Connections cut in flight by [`close_all`](Registry::close_all): those
+    /// that left cut, and those that have not left yet.
+    pub fn cut(&self) -> usize {
+        let slots = self.slots();
+        let staying = slots.live.values().filter(|s| s.state() == State::Cut);
+        slots.cut + staying.count()
     }
 
     /// Waits until no connection is left or `deadline` passes; returns how

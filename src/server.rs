@@ -759,10 +759,11 @@ impl Lifecycle {
         let mut left = registry.wait_empty(deadline);
         // 4. At the deadline, close the rest by force, and let every
         //    closed connection's thread leave.
-        let cut = if left > 0 { registry.close_all() } else { 0 };
         if left > 0 {
+            registry.close_all();
             left = registry.wait_empty(Instant::now().max(deadline) + FORCE_GRACE);
         }
+        let cut = registry.cut();
         // 5. Join every thread; one still holding a connection is stuck in
         //    user code (an event hook) and is left.
         let stuck = left + unwoken;
