@@ -96,7 +96,9 @@ pub enum Event {
         name: String,
     },
     /// A message to systemd (see [`Server::notify_systemd`](crate::Server::notify_systemd))
-    /// could not be sent. Reported once per server: later failures are
+    /// could not be sent (the receiver's queue is full, or nothing listens),
+    /// or the watchdog systemd asked for cannot be read from `WATCHDOG_USEC`
+    /// or `WATCHDOG_PID`. Reported once per server: later failures are
     /// silent, and nothing is retried.
     NotifyError {
         /// `NOTIFY_SOCKET`, as systemd set it.

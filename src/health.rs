@@ -19,6 +19,9 @@ pub(crate) const MAX_ENTRIES: usize = 32;
 /// Longest target or check name, in bytes.
 pub(crate) const MAX_NAME: usize = 64;
 
+/// Why a readiness check that has not run yet fails.
+const NOT_RUN: &str = "not checked yet";
+
 /// Names the built-in entries use; no target or check may take them.
 const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
 
@@ -93,6 +96,16 @@ struct Entry {
     failures: AtomicU64,
 }
 
+/// Health as `/metrics` shows it: both verdicts and every item, from one
+/// report of each kind.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub ready: bool,
+    pub alive: bool,
+    pub draining: bool,
+    pub gauges: Vec<Gauge>,
+}
+
 /// What the metrics say of one target or check (or built-in item).
 #[derive(Debug)]
 pub(crate) struct Gauge {
@@ -113,8 +126,14 @@ impl Entry {
                 (status, (!ok).then(|| "not ready".to_string()), at)
             }
             EntryState::OnRequest { last, .. } => match lock(last).clone() {
-                Ok(()) => (Status::Pass, None, at),
-                Err(reason) => (Status::Fail, Some(reason), at),
+                Some(Ok(())) => (Status::Pass, None, at),
+                Some(Err(reason)) => (Status::Fail, Some(reason), at),
+                None => match self.kind {
+                    // Not run yet, so not known: never ready on that.
+                    Kind::Readiness => (Status::Fail, Some(NOT_RUN.to_string()), at),
+                    // Alive until a run says otherwise, as Kubernetes' liveness starts.
+                    Kind::Liveness => (Status::Pass, None, at),
+                },
             },
             EntryState::Background { state, .. } => {
                 let (verdict, ran_at) = lock(state).clone();
@@ -140,8 +159,9 @@ enum EntryState {
     Target(AtomicBool),
     OnRequest {
         runner: Arc<Runner>,
-        /// The last result, for `is_ready` and for reporting changes once.
-        last: Mutex<Result<(), String>>,
+        /// The last result (`None` before the first run), for `is_ready`
+        /// and for reporting changes once.
+        last: Mutex<Option<Result<(), String>>>,
     },
     Background {
         runner: Arc<Runner>,
@@ -284,14 +304,27 @@ impl Health {
         }
     }
 
-    /// Whether the service is ready now: the flag, every target, every
-    /// background check's last verdict and every on-request check's last
-    /// result (a check never run counts as passing), and not draining.
+    /// Whether the service is ready by what is known now: the flag, every
+    /// target, every background check's last verdict and every on-request
+    /// check's last result, and not draining. No check runs for this, and a
+    /// readiness check that has not produced a result yet counts as failing
+    /// (a probe of `/readyz` runs on-request checks first, as do systemd's
+    /// notifications and `/metrics`).
+    ///
+    /// ```
+    /// let health = healthz::Health::new();
+    /// health.add_check(healthz::Check::new("config-file", || Ok::<(), String>(())))?;
+    /// health.ready();
+    /// assert!(!health.is_ready(), "the check has not run: not known to pass");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.failing(Kind::Readiness).is_empty()
     }
 
-    /// Whether every liveness target and check holds (by their last results).
+    /// Whether every liveness target and check holds, by their last results;
+    /// a liveness check that has not run yet counts as passing, as a
+    /// Kubernetes liveness probe starts out successful.
     pub fn is_alive(&self) -> bool {
         self.failing(Kind::Liveness).is_empty()
     }
@@ -360,7 +393,7 @@ impl Health {
             None => (
                 EntryState::OnRequest {
                     runner,
-                    last: Mutex::new(Ok(())),
+                    last: Mutex::new(None),
                 },
                 false,
             ),
@@ -560,8 +593,11 @@ impl Health {
         }
         let changed = {
             let mut last = lock(last);
-            let changed = last.is_ok() != outcome.is_ok();
-            *last = outcome.clone();
+            let passed = last.as_ref().map(Result::is_ok);
+            // A first result is news, except a liveness check passing as it was taken to.
+            let alive_as_assumed = passed.is_none() && entry.kind == Kind::Liveness;
+            let changed = passed != Some(outcome.is_ok()) && !(alive_as_assumed && outcome.is_ok());
+            *last = Some(outcome.clone());
             changed
         };
         if changed {
@@ -600,18 +636,32 @@ impl Health {
         }
     }
 
-    /// Every item of both kinds by the latest known results, without running
-    /// any check, with each check's last duration and failed runs: what
-    /// `/metrics` shows.
-    pub(crate) fn gauges(&self) -> Vec<Gauge> {
+    /// Both verdicts as a probe would give them now (on-request checks run,
+    /// each within its timeout and one run at a time, as for a probe), with
+    /// every item, each check's last duration and its failed runs: what
+    /// `/metrics` shows. Readiness and liveness come from the same reports
+    /// as the items, so a scrape never contradicts itself or `/readyz`.
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
-        let mut gauges = Vec::new();
+        let mut snapshot = Snapshot {
+            ready: false,
+            alive: false,
+            draining: self.is_draining(),
+            gauges: Vec::new(),
+        };
         for kind in [Kind::Readiness, Kind::Liveness] {
-            let of_kind: Vec<Arc<Entry>> =
-                entries.iter().filter(|e| e.kind == kind).cloned().collect();
-            let items = self.items(kind, &of_kind);
+            let items = self
+                .report(kind, None, &[])
+                .map_or_else(Vec::new, |r| r.items);
+            let verdict = passes(&items);
+            match kind {
+                Kind::Readiness => snapshot.ready = verdict,
+                Kind::Liveness => snapshot.alive = verdict,
+            }
             for item in items {
-                let entry = of_kind.iter().find(|e| e.name == item.name);
+                let entry = entries
+                    .iter()
+                    .find(|e| e.kind == kind && e.name == item.name);
                 let check = entry.and_then(|entry| match &entry.state {
                     EntryState::Target(_) => None,
                     EntryState::OnRequest { runner, .. }
@@ -620,7 +670,7 @@ impl Health {
                         entry.failures.load(Ordering::Relaxed),
                     )),
                 });
-                gauges.push(Gauge {
+                snapshot.gauges.push(Gauge {
                     kind,
                     passing: !item.fails(),
                     name: item.name,
@@ -628,7 +678,7 @@ impl Health {
                 });
             }
         }
-        gauges
+        snapshot
     }
 
     /// What fails now by the latest known results, without running any check.
@@ -939,7 +989,8 @@ mod tests {
         });
         health.add_check(check).unwrap();
         assert_eq!(health.quick(Kind::Readiness), None, "a check must run");
-        assert!(health.is_ready(), "never run: counts as passing");
+        assert!(!health.is_ready(), "never run: not known to pass");
+        assert_eq!(health.failing(Kind::Readiness), ["db"]);
         tx.send(Err("down".into())).unwrap();
         let report = health.report(Kind::Readiness, None, &[]).unwrap();
         assert_eq!(report.failing(), ["db"]);
@@ -971,11 +1022,13 @@ mod tests {
         assert!(!health.is_ready());
         let _ = health.report(Kind::Readiness, Some("disk"), &["disk"]);
         let seen: Vec<String> = events.try_iter().collect();
+        // Readiness fails as the check is added (not known to pass yet); its
+        // first result is reported with its reason, once.
         assert_eq!(
             seen,
             [
+                "readiness changed: not ready (failing: disk)",
                 "check disk failed: full",
-                "readiness changed: not ready (failing: disk)"
             ]
         );
     }

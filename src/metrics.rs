@@ -1,7 +1,7 @@
 //! Health as Prometheus metrics: the server's counters, and `/metrics` in
 //! the text exposition format (version 0.0.4). Counting costs one relaxed
-//! atomic add per answer; rendering reads the health state and never runs a
-//! check.
+//! atomic add per answer; rendering takes one snapshot of the health state,
+//! which runs on-request checks as a probe does.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,25 +60,26 @@ pub(crate) fn render(health: &Health, counters: &Counters) -> Vec<u8> {
         &mut out,
         "healthz_ready",
         "gauge",
-        "Whether the service is ready (1) or not (0), by the latest results.",
+        "Whether the service is ready (1) or not (0), as /readyz would answer now.",
     );
-    let _ = writeln!(out, "healthz_ready {}", flag(health.is_ready()));
+    let snapshot = health.snapshot();
+    let _ = writeln!(out, "healthz_ready {}", flag(snapshot.ready));
     family(
         &mut out,
         "healthz_alive",
         "gauge",
-        "Whether the service is alive (1) or not (0), by the latest results.",
+        "Whether the service is alive (1) or not (0), as /livez would answer now.",
     );
-    let _ = writeln!(out, "healthz_alive {}", flag(health.is_alive()));
+    let _ = writeln!(out, "healthz_alive {}", flag(snapshot.alive));
     family(
         &mut out,
         "healthz_draining",
         "gauge",
         "Whether the server is draining before shutdown (1) or not (0).",
     );
-    let _ = writeln!(out, "healthz_draining {}", flag(health.is_draining()));
+    let _ = writeln!(out, "healthz_draining {}", flag(snapshot.draining));
 
-    let gauges = health.gauges();
+    let gauges = snapshot.gauges;
     family(
         &mut out,
         "healthz_check",

@@ -3,53 +3,97 @@
 //! readiness change, `STOPPING=1` when shutdown starts, and `WATCHDOG=1`
 //! only while liveness passes. Linux only; elsewhere there is never anything
 //! to notify.
+//!
+//! Every message says what a probe would answer at that moment: readiness and
+//! liveness are full reports, on-request checks run, made on threads of this
+//! module's own. The thread that flips health only wakes them, and a message
+//! is sent without blocking: a receiver that stops reading loses messages
+//! (reported once), never a thread.
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::event::{Event, Events};
 use crate::health::{Health, Kind, Watch};
-use crate::sync::Latch;
+use crate::sync::{lock, wait_until, Latch};
 
-/// systemd's side of one server: the notifier, the watch that forwards
-/// readiness changes to it, and the watchdog, if systemd asked for one.
+/// How often readiness is reported afresh while on-request checks gate it:
+/// their results change without anyone flipping anything.
+const RECHECK: Duration = Duration::from_secs(1);
+/// The shortest watchdog ping interval, whatever `WATCHDOG_USEC` says.
+const MIN_PING: Duration = Duration::from_millis(10);
+/// How long stopping waits for a thread of this module to end (one may be
+/// running a check); past it, the thread is left to end on its own.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+/// systemd's side of one server: the notifier, the thread that reports
+/// readiness to it, the watchdog (if systemd asked for one), and the watch
+/// that wakes both when health changes.
 pub(crate) struct Systemd {
     notifier: Arc<Notifier>,
     _watch: Watch,
-    _watchdog: Option<Watchdog>,
+    _readiness: Worker,
+    _watchdog: Option<Worker>,
 }
 
 impl Systemd {
     /// Starts notifying systemd about `health`, if the environment names a
     /// socket; `None` (and nothing opened or started) when it does not.
     pub fn start(health: &Health, events: &Events, stack_size: usize) -> Option<Systemd> {
-        let env = Env::read();
-        let notifier = Notifier::new(&env, events.clone())?;
-        let forward = notifier.clone();
-        let watch = health.watch(Arc::new(move |event: &Event| {
-            if let Event::ReadinessChanged { ready, failing } = event {
-                forward.readiness(*ready, failing);
-            }
-        }));
-        // Where readiness stands now; changes from here on come through the watch.
-        notifier.readiness(health.is_ready(), &health.failing(Kind::Readiness));
-        let watchdog = env.ping_every().and_then(|every| {
-            match notifier.watchdog(health.clone(), every, stack_size) {
-                Ok(watchdog) => Some(watchdog),
-                Err(error) => {
-                    let socket = notifier.name.clone();
-                    events.emit(Event::NotifyError { socket, error });
-                    None
-                }
-            }
+        Systemd::start_with(&Env::read(), health, events, RECHECK, stack_size)
+    }
+
+    fn start_with(
+        env: &Env,
+        health: &Health,
+        events: &Events,
+        recheck: Duration,
+        stack_size: usize,
+    ) -> Option<Systemd> {
+        let notifier = Notifier::new(env, events.clone())?;
+        let watchdog_every = env.watchdog().unwrap_or_else(|reason| {
+            notifier.report(io::Error::new(io::ErrorKind::InvalidInput, reason));
+            None
+        });
+        // Watch first, then start: no change can fall between the two.
+        let (readiness_wake, watchdog_wake) =
+            (Arc::new(Wake::default()), Arc::new(Wake::default()));
+        let watch = {
+            let (readiness, watchdog) = (readiness_wake.clone(), watchdog_wake.clone());
+            health.watch(Arc::new(move |event: &Event| match event {
+                Event::ReadinessChanged { .. } => readiness.poke(),
+                // Recovered: ping at once rather than at the next tick.
+                Event::LivenessChanged { alive: true, .. } => watchdog.poke(),
+                _ => {}
+            }))
+        };
+        let start = |name: &str, wake: Arc<Wake>, body: Box<dyn FnOnce(&Wake) + Send>| {
+            Worker::start(name, stack_size, wake, body)
+                .map_err(|error| notifier.report(error))
+                .ok()
+        };
+        let (n, h) = (notifier.clone(), health.clone());
+        let readiness = start(
+            "healthz-notify",
+            readiness_wake,
+            Box::new(move |wake| n.follow_readiness(&h, wake, recheck)),
+        )?;
+        let watchdog = watchdog_every.and_then(|every| {
+            let (n, h) = (notifier.clone(), health.clone());
+            start(
+                "healthz-watchdog",
+                watchdog_wake,
+                Box::new(move |wake| n.keep_watchdog(&h, wake, every)),
+            )
         });
         Some(Systemd {
             notifier,
             _watch: watch,
+            _readiness: readiness,
             _watchdog: watchdog,
         })
     }
@@ -59,7 +103,7 @@ impl Systemd {
         self.notifier.stopping();
     }
 
-    /// Ends the watchdog; nothing is sent after this (dropping does the same).
+    /// Ends its threads; nothing is sent after this (dropping does the same).
     pub fn stop(self) {
         drop(self);
     }
@@ -97,16 +141,26 @@ impl Env {
         }
     }
 
-    /// Half the watchdog interval systemd asked this process for, if it did:
-    /// `WATCHDOG_USEC` is set, and `WATCHDOG_PID` is unset or names us.
-    pub fn ping_every(&self) -> Option<Duration> {
-        let usec: u64 = self.watchdog_usec.as_deref()?.parse().ok()?;
+    /// How often to ping the watchdog systemd asked this process for: half
+    /// of `WATCHDOG_USEC`, never under [`MIN_PING`]. `None` when it asked for
+    /// none (unset or 0), or for another process (`WATCHDOG_PID`); an error
+    /// saying why when either variable cannot be read.
+    pub fn watchdog(&self) -> Result<Option<Duration>, String> {
+        let Some(usec) = self.watchdog_usec.as_deref() else {
+            return Ok(None);
+        };
+        let usec: u64 = usec.parse().map_err(|_| {
+            format!("WATCHDOG_USEC=`{usec}` is not a number of microseconds; no watchdog pings")
+        })?;
         if let Some(pid) = self.watchdog_pid.as_deref() {
-            if pid.parse::<u32>().ok()? != std::process::id() {
-                return None;
+            let pid: u32 = pid.parse().map_err(|_| {
+                format!("WATCHDOG_PID=`{pid}` is not a process id; no watchdog pings")
+            })?;
+            if pid != std::process::id() {
+                return Ok(None);
             }
         }
-        (usec > 0).then(|| Duration::from_micros(usec) / 2)
+        Ok((usec > 0).then(|| (Duration::from_micros(usec) / 2).max(MIN_PING)))
     }
 }
 
@@ -147,8 +201,11 @@ impl Notifier {
                 ))
             }
         };
+        let socket = UnixDatagram::unbound()?;
+        // A receiver that stops reading must never hold a thread of ours.
+        socket.set_nonblocking(true)?;
         Ok(Notifier {
-            socket: UnixDatagram::unbound()?,
+            socket,
             addr,
             name,
             events,
@@ -182,41 +239,53 @@ impl Notifier {
         self.send("STOPPING=1");
     }
 
-    /// Starts the watchdog: `WATCHDOG=1` every `every` while a liveness probe
-    /// (on-request checks included) passes, until the returned handle stops.
-    pub fn watchdog(
-        self: &Arc<Self>,
-        health: Health,
-        every: Duration,
-        stack_size: usize,
-    ) -> io::Result<Watchdog> {
-        let stop = Arc::new(Latch::default());
-        let (notifier, stopped) = (self.clone(), stop.clone());
-        let thread = thread::Builder::new()
-            .name("healthz-watchdog".into())
-            .stack_size(stack_size)
-            .spawn(move || {
-                while !stopped.wait_timeout(every) {
-                    let report = health.report(Kind::Liveness, None, &[]);
-                    if report.is_some_and(|r| r.passed()) {
-                        notifier.send("WATCHDOG=1");
-                    }
+    /// The readiness thread: tells systemd where readiness stands, then
+    /// again whenever it may have changed, until stopped. Each time it runs
+    /// the full report, as a probe of `/readyz` would.
+    fn follow_readiness(&self, health: &Health, wake: &Wake, recheck: Duration) {
+        let mut told: Option<(bool, Vec<String>)> = None;
+        loop {
+            if let Some(report) = health.report(Kind::Readiness, None, &[]) {
+                let failing = report.failing().into_iter().map(String::from).collect();
+                let now = (report.passed(), failing);
+                if told.as_ref() != Some(&now) {
+                    self.readiness(now.0, &now.1);
+                    told = Some(now);
                 }
-            })?;
-        Ok(Watchdog {
-            stop,
-            thread: Some(thread),
-        })
+            }
+            // On-request checks change with nobody flipping anything.
+            let again = health.quick(Kind::Readiness).is_none().then_some(recheck);
+            if !wake.wait(again) {
+                return;
+            }
+        }
+    }
+
+    /// The watchdog thread: `WATCHDOG=1` every `every`, and at once when
+    /// liveness recovers, each time only if a liveness probe (on-request
+    /// checks included) passes; until stopped.
+    fn keep_watchdog(&self, health: &Health, wake: &Wake, every: Duration) {
+        while wake.wait(Some(every)) {
+            let report = health.report(Kind::Liveness, None, &[]);
+            if report.is_some_and(|r| r.passed()) {
+                self.send("WATCHDOG=1");
+            }
+        }
     }
 
     fn send(&self, message: &str) {
         if let Err(error) = self.send_to(message.as_bytes()) {
-            if !self.failed.swap(true, Ordering::SeqCst) {
-                self.events.emit(Event::NotifyError {
-                    socket: self.name.clone(),
-                    error,
-                });
-            }
+            self.report(error);
+        }
+    }
+
+    /// Reports a failure once; later ones are dropped, as is the message.
+    fn report(&self, error: io::Error) {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            self.events.emit(Event::NotifyError {
+                socket: self.name.clone(),
+                error,
+            });
         }
     }
 
@@ -239,18 +308,101 @@ impl fmt::Debug for Notifier {
     }
 }
 
-/// The running watchdog; dropping it ends and joins its thread.
-pub(crate) struct Watchdog {
-    stop: Arc<Latch>,
+/// What wakes a thread of this module: a poke (health changed), or stop.
+#[derive(Default)]
+struct Wake {
+    state: Mutex<Woken>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Woken {
+    poked: bool,
+    stopped: bool,
+}
+
+impl Wake {
+    fn poke(&self) {
+        lock(&self.state).poked = true;
+        self.changed.notify_all();
+    }
+
+    fn stop(&self) {
+        lock(&self.state).stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for a poke, for `timeout` (forever without one), or for stop;
+    /// false once stopped.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut woken = lock(&self.state);
+        let done = |w: &mut Woken| w.poked || w.stopped;
+        woken = match deadline {
+            Some(deadline) => wait_until(&self.changed, woken, deadline, done).0,
+            None => {
+                while !done(&mut woken) {
+                    woken = self
+                        .changed
+                        .wait(woken)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                woken
+            }
+        };
+        woken.poked = false;
+        !woken.stopped
+    }
+}
+
+/// A thread of this module; dropping it stops it, and joins it if it ends
+/// within [`STOP_GRACE`] (it may be running a check that takes longer).
+struct Worker {
+    wake: Arc<Wake>,
+    ended: Arc<Latch>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Drop for Watchdog {
+impl Worker {
+    fn start(
+        name: &str,
+        stack_size: usize,
+        wake: Arc<Wake>,
+        body: Box<dyn FnOnce(&Wake) + Send>,
+    ) -> io::Result<Worker> {
+        let ended = Arc::new(Latch::default());
+        let (its_wake, its_end) = (wake.clone(), ended.clone());
+        let thread = thread::Builder::new()
+            .name(name.into())
+            .stack_size(stack_size)
+            .spawn(move || {
+                let _ended = SetOnDrop(&its_end);
+                body(&its_wake);
+            })?;
+        Ok(Worker {
+            wake,
+            ended,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Worker {
     fn drop(&mut self) {
-        self.stop.set();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.wake.stop();
+        if self.ended.wait_timeout(STOP_GRACE) {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
         }
+    }
+}
+
+struct SetOnDrop<'a>(&'a Latch);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set();
     }
 }
 
@@ -268,23 +420,158 @@ mod tests {
 
     #[test]
     fn the_watchdog_pings_at_half_the_interval_systemd_asks_for() {
-        let every = env(Some("2000000"), None).ping_every();
-        assert_eq!(every, Some(Duration::from_secs(1)));
+        let every = env(Some("2000000"), None).watchdog();
+        assert_eq!(every, Ok(Some(Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn the_watchdog_never_pings_more_often_than_the_floor() {
+        assert_eq!(env(Some("1"), None).watchdog(), Ok(Some(MIN_PING)));
     }
 
     #[test]
     fn the_watchdog_is_for_the_process_watchdog_pid_names() {
         let me = std::process::id().to_string();
-        assert!(env(Some("1000"), Some(&me)).ping_every().is_some());
+        assert!(env(Some("1000"), Some(&me)).watchdog().unwrap().is_some());
         let other = (std::process::id() + 1).to_string();
-        assert_eq!(env(Some("1000"), Some(&other)).ping_every(), None);
-        assert_eq!(env(Some("1000"), Some("x")).ping_every(), None);
+        assert_eq!(env(Some("1000"), Some(&other)).watchdog(), Ok(None));
     }
 
     #[test]
-    fn no_watchdog_without_a_positive_interval() {
-        assert_eq!(env(None, None).ping_every(), None);
-        assert_eq!(env(Some("0"), None).ping_every(), None);
-        assert_eq!(env(Some("soon"), None).ping_every(), None);
+    fn no_watchdog_without_a_positive_interval_and_an_unreadable_one_says_why() {
+        assert_eq!(env(None, None).watchdog(), Ok(None));
+        assert_eq!(env(Some("0"), None).watchdog(), Ok(None));
+        let soon = env(Some("soon"), None).watchdog().unwrap_err();
+        assert!(soon.contains("WATCHDOG_USEC=`soon`"), "{soon}");
+        let pid = env(Some("1000"), Some("x")).watchdog().unwrap_err();
+        assert!(pid.contains("WATCHDOG_PID=`x`"), "{pid}");
+    }
+
+    #[cfg(target_os = "linux")]
+    mod linux {
+        use super::super::*;
+        use crate::check::Check;
+        use std::os::unix::net::UnixDatagram;
+        use std::path::PathBuf;
+        use std::sync::atomic::AtomicBool;
+        use std::sync::mpsc;
+
+        const PATIENCE: Duration = Duration::from_secs(10);
+
+        /// A datagram socket standing in for systemd's, on a fresh path.
+        struct Receiver {
+            socket: UnixDatagram,
+            path: PathBuf,
+        }
+
+        impl Receiver {
+            fn new(name: &str) -> Receiver {
+                let path = std::env::temp_dir()
+                    .join(format!("healthz-notify-{}-{name}.sock", std::process::id()));
+                let _ = std::fs::remove_file(&path);
+                let socket = UnixDatagram::bind(&path).unwrap();
+                Receiver { socket, path }
+            }
+
+            fn env(&self, usec: Option<&str>) -> Env {
+                Env {
+                    notify_socket: Some(self.path.to_str().unwrap().into()),
+                    watchdog_usec: usec.map(Into::into),
+                    watchdog_pid: None,
+                }
+            }
+
+            /// The next message, or `None` if none comes within `within`.
+            fn within(&self, within: Duration) -> Option<String> {
+                self.socket.set_read_timeout(Some(within)).unwrap();
+                let mut buf = [0; 512];
+                let n = self.socket.recv(&mut buf).ok()?;
+                Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+            }
+
+            fn next(&self) -> String {
+                self.within(PATIENCE)
+                    .expect("a message within the patience")
+            }
+        }
+
+        impl Drop for Receiver {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+
+        fn recorded() -> (Events, mpsc::Receiver<String>) {
+            let (tx, rx) = mpsc::channel();
+            let tx = Mutex::new(tx);
+            let hook: crate::event::Hook = Arc::new(move |e: &Event| {
+                let _ = lock(&tx).send(e.to_string());
+            });
+            (Events::new(Some(hook)), rx)
+        }
+
+        #[test]
+        fn a_failing_on_request_check_holds_ready_back_until_it_passes() {
+            let systemd = Receiver::new("on-request");
+            let health = Health::new();
+            let present = Arc::new(AtomicBool::new(false));
+            let file = present.clone();
+            let check = Check::new("config-file", move || {
+                if file.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("missing")
+                }
+            });
+            health.add_check(check).unwrap();
+            health.ready();
+            let recheck = Duration::from_millis(20);
+            let (events, _) = recorded();
+            let env = systemd.env(None);
+            let running = Systemd::start_with(&env, &health, &events, recheck, 128 * 1024);
+            assert_eq!(systemd.next(), "STATUS=not ready (failing: config-file)");
+            // Many rechecks, and nothing new to say: no READY=1, no repeats.
+            assert_eq!(systemd.within(Duration::from_millis(200)), None);
+            present.store(true, Ordering::SeqCst);
+            assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
+            drop(running);
+        }
+
+        #[test]
+        fn a_receiver_that_never_reads_blocks_nothing_and_is_reported_once() {
+            let systemd = Receiver::new("never-reads");
+            let health = Health::new();
+            let alive = health.liveness_target("loop").unwrap();
+            let (events, reports) = recorded();
+            // A ping every 10 ms: the receiver's queue is full within moments.
+            let env = systemd.env(Some("20000"));
+            let running = Systemd::start_with(&env, &health, &events, RECHECK, 128 * 1024);
+            let failure = reports
+                .recv_timeout(PATIENCE)
+                .expect("the full queue is reported");
+            assert!(failure.contains("systemd notification"), "{failure}");
+            // Now every send would block: flips, pings and stopping go on.
+            let (done, finished) = mpsc::channel();
+            let flipper = thread::spawn(move || {
+                for i in 0..500 {
+                    health.set_ready(i % 2 == 0);
+                    alive.set_ready(i % 3 != 0);
+                }
+                let running = running.unwrap();
+                running.stopping();
+                running.stop();
+                done.send(()).unwrap();
+            });
+            finished
+                .recv_timeout(PATIENCE)
+                .expect("flips, STOPPING=1 and stop never wait on systemd");
+            flipper.join().unwrap();
+            let told: Vec<String> = reports.try_iter().collect();
+            let failures = told
+                .iter()
+                .filter(|e| e.contains("systemd notification"))
+                .count();
+            assert_eq!(failures, 0, "reported once only: {told:?}");
+        }
     }
 }

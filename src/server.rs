@@ -339,8 +339,10 @@ impl Server {
 
     /// Serves `GET /metrics` (under [`path_prefix`](Server::path_prefix), with
     /// `HEAD` and `OPTIONS` as for the health endpoints) in Prometheus' text
-    /// exposition format 0.0.4. Off by default. It shows, by the latest
-    /// results (a scrape never runs a check):
+    /// exposition format 0.0.4. Off by default. It shows health as
+    /// `/readyz` and `/livez` would answer at that moment (a scrape runs
+    /// on-request checks as a probe does, each within its timeout and one run
+    /// at a time):
     ///
     /// - `healthz_ready`, `healthz_alive`, `healthz_draining`: 0/1 gauges;
     /// - `healthz_check{name,type}`: a 0/1 gauge per target, check and
@@ -363,10 +365,12 @@ impl Server {
     /// namespace). Off by default; on, and with the variable absent, nothing
     /// is opened and nothing runs.
     ///
-    /// - `READY=1` once, the first time readiness holds, so a `Type=notify`
+    /// - `READY=1` once, the first time a readiness report passes (on-request
+    ///   checks run for it, as for a probe of `/readyz`), so a `Type=notify`
     ///   unit counts as started when the service is really ready;
     /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` on every
-    ///   readiness change, for `systemctl status`;
+    ///   change of that report, for `systemctl status`; while on-request
+    ///   checks gate readiness, the report runs again every second;
     /// - `STOPPING=1` when shutdown (or its drain) starts;
     /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
     ///   process), `WATCHDOG=1` every half of that interval **only while a
@@ -378,10 +382,15 @@ impl Server {
     ///   `failureThreshold` × `periodSeconds` instead of restarting on the
     ///   first bad reading.
     ///
-    /// The watchdog's timer is the only periodic wake-up in the crate, and it
-    /// exists only when systemd asked for a watchdog. A message that cannot be
-    /// sent is reported once ([`Event::NotifyError`]), never retried. Linux
-    /// only: elsewhere this compiles and does nothing.
+    /// Messages leave from two threads of their own (readiness, and the
+    /// watchdog when systemd asked for one) through a non-blocking socket, so
+    /// a receiver that stops reading never holds up the caller of
+    /// [`Health::ready`](crate::Health::ready), the watchdog or shutdown. The
+    /// first failure (a message that cannot be sent, or a `WATCHDOG_USEC` or
+    /// `WATCHDOG_PID` that cannot be read) is reported once
+    /// ([`Event::NotifyError`]); nothing is retried. The watchdog's pings are
+    /// never more often than every 10 ms, and one goes out at once when
+    /// liveness recovers. Linux only: elsewhere this compiles and does nothing.
     pub fn notify_systemd(mut self, on: bool) -> Server {
         self.config.systemd = on;
         self

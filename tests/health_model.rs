@@ -214,13 +214,14 @@ fn reasons_appear_in_bodies_only_when_configured_and_always_in_events() {
         "{}",
         reply.text()
     );
-    assert_eq!(
-        wait_for_event(&events, "check db"),
-        "check db failed: connection refused"
-    );
+    // Not ready as the check is added (it has not run), then its reason.
     assert_eq!(
         wait_for_event(&events, "readiness changed"),
         "readiness changed: not ready (failing: db)"
+    );
+    assert_eq!(
+        wait_for_event(&events, "check db"),
+        "check db failed: connection refused"
     );
 }
 
@@ -633,4 +634,58 @@ fn a_background_check_waits_its_initial_delay_before_its_first_run() {
     assert_eq!(wait_for_event(&events, "check warm"), "check warm passes");
     assert!(added.elapsed() >= delay, "ran after {:?}", added.elapsed());
     assert_eq!(get(server.local_addr(), "/readyz").status, 200);
+}
+
+#[test]
+fn an_on_request_check_never_run_is_not_reported_ready_by_anyone() {
+    use std::sync::atomic::AtomicBool;
+    let (hook, events) = event_channel();
+    let health = Health::new();
+    let present = Arc::new(AtomicBool::new(false));
+    let file = present.clone();
+    health
+        .add_check(Check::new("config-file", move || {
+            if file.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("missing")
+            }
+        }))
+        .unwrap();
+    let server = Server::new(health.clone())
+        .metrics(true)
+        .on_event(hook)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    health.ready();
+    // Nothing has probed yet: no one may say ready.
+    assert!(!health.is_ready());
+    let seen: Vec<String> = events.try_iter().collect();
+    assert!(
+        !seen.iter().any(|e| e == "readiness changed: ready"),
+        "{seen:?}"
+    );
+    let scrape = get(server.local_addr(), "/metrics");
+    assert!(
+        scrape.text().contains("\nhealthz_ready 0\n"),
+        "{}",
+        scrape.text()
+    );
+    assert_eq!(get(server.local_addr(), "/readyz").status, 503);
+    assert!(!health.is_ready(), "its last run failed");
+
+    // The file appears: the next probe runs the check, and everyone agrees.
+    present.store(true, Ordering::SeqCst);
+    assert_eq!(get(server.local_addr(), "/readyz").status, 200);
+    assert_eq!(
+        wait_for_event(&events, "readiness changed"),
+        "readiness changed: ready"
+    );
+    assert!(health.is_ready());
+    let scrape = get(server.local_addr(), "/metrics");
+    assert!(
+        scrape.text().contains("\nhealthz_ready 1\n"),
+        "{}",
+        scrape.text()
+    );
 }

@@ -42,7 +42,7 @@ fn metrics_are_not_served_unless_asked_for() {
 }
 
 #[test]
-fn health_is_shown_as_gauges_by_the_latest_results() {
+fn health_is_shown_as_gauges_as_a_probe_would_answer_now() {
     let health = Health::new();
     let db = health.target("db").unwrap();
     let _loop = health.liveness_target("loop").unwrap();
@@ -60,17 +60,16 @@ fn health_is_shown_as_gauges_by_the_latest_results() {
     assert_eq!(before[r#"healthz_check{name="db",type="readyz"}"#], 0.0);
     assert_eq!(before[r#"healthz_check{name="loop",type="livez"}"#], 1.0);
     assert_eq!(before[r#"healthz_check{name="ping",type="livez"}"#], 1.0);
-    // A scrape runs no check: never run, it counts as passing, with no duration.
-    assert_eq!(before[r#"healthz_check{name="disk",type="readyz"}"#], 1.0);
+    // A scrape runs the on-request check, as a probe would: it fails.
+    assert_eq!(before[r#"healthz_check{name="disk",type="readyz"}"#], 0.0);
     assert_eq!(
         before[r#"healthz_check_failures_total{name="disk",type="readyz"}"#],
-        0.0
+        1.0
     );
-    assert!(!before.contains_key(r#"healthz_check_duration_seconds{name="disk",type="readyz"}"#));
 
     health.ready();
     db.ready();
-    // Two probes run the check; both runs fail.
+    // Two probes run the check; both runs fail, and so does the next scrape's.
     for _ in 0..2 {
         assert_eq!(get(addr, "/readyz").status, 503);
     }
@@ -81,7 +80,7 @@ fn health_is_shown_as_gauges_by_the_latest_results() {
     assert_eq!(after[r#"healthz_check{name="disk",type="readyz"}"#], 0.0);
     assert_eq!(
         after[r#"healthz_check_failures_total{name="disk",type="readyz"}"#],
-        2.0
+        4.0
     );
     let took = after[r#"healthz_check_duration_seconds{name="disk",type="readyz"}"#];
     assert!((0.0..1.0).contains(&took), "{took}");
@@ -166,4 +165,22 @@ fn metrics_move_under_the_path_prefix() {
         .unwrap();
     assert_eq!(get(server.local_addr(), "/metrics").status, 404);
     assert_eq!(get(server.local_addr(), "/v1.0/metrics").status, 200);
+}
+
+#[test]
+fn a_failing_on_request_check_is_not_ready_in_metrics_before_any_probe() {
+    let health = Health::new();
+    health
+        .add_check(Check::new("config-file", || Err::<(), _>("missing")))
+        .unwrap();
+    health.ready();
+    let server = metrics_server(health);
+    // No probe of /readyz has been made: the scrape alone must know.
+    let scrape = samples(server.local_addr());
+    assert_eq!(scrape["healthz_ready"], 0.0);
+    assert_eq!(
+        scrape[r#"healthz_check{name="config-file",type="readyz"}"#],
+        0.0
+    );
+    assert_eq!(get(server.local_addr(), "/readyz").status, 503, "alike");
 }

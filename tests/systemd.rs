@@ -256,3 +256,33 @@ fn a_socket_that_is_gone_is_reported_once_and_never_retried() {
     }
     assert_eq!(reports, 1);
 }
+
+#[test]
+fn a_receiver_that_never_reads_hangs_nothing() {
+    // Bound, and never read: its queue fills with the first few messages.
+    let systemd = Systemd::on_path();
+    let env = [systemd.env(), ("WATCHDOG_USEC", "20000")];
+    let mut serve = Serve::start_with_env(&["--systemd"], &env);
+    serve.expect_stderr("systemd notification to");
+    for command in ["not-ready", "ready", "not-ready", "shutdown"] {
+        serve.command(command);
+    }
+    // Each of these would wait forever on a blocking send.
+    serve.expect_stderr("readiness changed: not ready");
+    serve.expect_stderr("stopped after");
+    exits_0(&mut serve);
+}
+
+#[test]
+fn an_unreadable_watchdog_interval_is_reported_once() {
+    let systemd = Systemd::on_path();
+    let env = [systemd.env(), ("WATCHDOG_USEC", "soon")];
+    let mut serve = Serve::start_with_env(&["--systemd"], &env);
+    serve.expect_stderr("WATCHDOG_USEC=`soon` is not a number of microseconds");
+    assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
+    let pings = systemd.during(Duration::from_millis(300));
+    assert!(pings.is_empty(), "{pings:?}");
+    serve.command("shutdown");
+    assert_eq!(systemd.next(), "STOPPING=1");
+    exits_0(&mut serve);
+}
