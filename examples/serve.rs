@@ -22,8 +22,9 @@ USAGE:
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
                        port 0 picks a free one)
-    --unix PATH        listen on a Unix domain socket at PATH instead of TCP; a
-                       stale socket file there is replaced, and the file is
+    --unix PATH        listen on a Unix domain socket at PATH instead of TCP
+                       (not with --addr); a stale socket file there is
+                       replaced, saying so on stderr, and the file is
                        removed at shutdown. Probe it with
                        `probe --unix PATH` or `curl --unix-socket PATH
                        http://localhost/healthz`
@@ -71,6 +72,7 @@ EXIT STATUS:
 
 struct Options {
     addr: String,
+    addr_given: bool,
     unix: Option<String>,
     ready: bool,
     targets: Vec<String>,
@@ -84,6 +86,7 @@ struct Options {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         addr: "0.0.0.0:8080".to_string(),
+        addr_given: false,
         unix: None,
         ready: true,
         targets: Vec::new(),
@@ -97,7 +100,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--not-ready" => options.ready = false,
-            "--addr" => options.addr = args.next().ok_or("--addr needs HOST:PORT")?,
+            "--addr" => {
+                options.addr = args.next().ok_or("--addr needs HOST:PORT")?;
+                options.addr_given = true;
+            }
             "--unix" if cfg!(unix) => {
                 options.unix = Some(args.next().ok_or("--unix needs a PATH")?)
             }
@@ -113,10 +119,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
             "--shutdown-timeout" => options.shutdown_timeout = duration(&arg, args.next())?,
             _ => match arg.strip_prefix("--addr=") {
-                Some(addr) => options.addr = addr.to_string(),
+                Some(addr) => {
+                    options.addr = addr.to_string();
+                    options.addr_given = true;
+                }
                 None => return Err(format!("unknown argument `{arg}`")),
             },
         }
+    }
+    if options.addr_given && options.unix.is_some() {
+        return Err("--unix and --addr are two places to listen; give one".into());
     }
     Ok(Some(options))
 }

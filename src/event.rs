@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +107,14 @@ pub enum Event {
         /// What the operating system said.
         error: io::Error,
     },
+    /// [`Server::bind_unix`](crate::Server::bind_unix) found a socket file that
+    /// nothing listened on (a process that ended without removing it, say
+    /// one killed with `SIGKILL`, left it) and replaced it. Comes just before
+    /// [`Event::Listening`].
+    StaleSocketReplaced {
+        /// The socket file's path, absolute.
+        path: PathBuf,
+    },
     /// Shutdown began with a drain: readiness fails at once, liveness keeps
     /// passing, and the server keeps serving for `delay` before it stops.
     Draining {
@@ -155,6 +164,11 @@ impl fmt::Display for Event {
             Event::NotifyError { socket, error } => {
                 write!(f, "systemd notification to {socket} failed: {error}")
             }
+            Event::StaleSocketReplaced { path } => write!(
+                f,
+                "replaced a stale socket file at {}: nothing listened on it",
+                path.display()
+            ),
             Event::Draining { delay } => {
                 write!(f, "draining: readiness fails, serving {delay:?} more")
             }

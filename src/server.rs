@@ -560,6 +560,10 @@ impl Server {
             counters: Counters::default(),
         });
         let acceptors = Acceptors::start(service.clone(), listener, spares)?;
+        if let Some(path) = file.as_ref().and_then(SocketFile::replaced_stale) {
+            let path = path.to_path_buf();
+            service.events.emit(Event::StaleSocketReplaced { path });
+        }
         service.events.emit(Event::Listening { addr });
         // Told only once connections are taken: systemd starts what depends on us then.
         let systemd = systemd

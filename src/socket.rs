@@ -15,6 +15,13 @@ pub(crate) use self::unix::{bind_unix, connect_unix, SocketFile};
 #[cfg(not(unix))]
 pub(crate) enum SocketFile {}
 
+#[cfg(not(unix))]
+impl SocketFile {
+    pub fn replaced_stale(&self) -> Option<&std::path::Path> {
+        match *self {}
+    }
+}
+
 /// Where a server listens, or where a connection comes from, as events
 /// report it: an IP socket address, or a Unix socket.
 ///
@@ -319,6 +326,15 @@ mod unix {
     pub struct SocketFile {
         path: PathBuf,
         id: (u64, u64),
+        /// Whether a stale file was removed to make this one.
+        stale: bool,
+    }
+
+    impl SocketFile {
+        /// The path, if binding replaced a stale socket file there.
+        pub fn replaced_stale(&self) -> Option<&Path> {
+            self.stale.then_some(self.path.as_path())
+        }
     }
 
     impl Drop for SocketFile {
@@ -336,6 +352,7 @@ mod unix {
     /// answers on, or one whose answer does not come within a second) is
     /// left alone and the error is `AddrInUse`.
     pub fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+        let mut stale = false;
         let listener = match UnixListener::bind(path) {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 let in_use = |why: &str| {
@@ -352,6 +369,7 @@ mod unix {
                 match connect_unix(&addr, STALE_CHECK) {
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                         fs::remove_file(path)?;
+                        stale = true;
                         UnixListener::bind(path)?
                     }
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -373,6 +391,7 @@ mod unix {
         let file = SocketFile {
             path,
             id: (meta.dev(), meta.ino()),
+            stale,
         };
         Ok((listener, file))
     }

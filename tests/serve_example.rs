@@ -111,6 +111,15 @@ fn serve_help_and_usage_errors() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    let both = Command::new(serve_binary())
+        .args(["--unix", "/tmp/never-bound.sock", "--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2), "--unix with --addr");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(stderr.contains("--unix and --addr"), "{stderr}");
+    assert!(!std::path::Path::new("/tmp/never-bound.sock").exists());
 }
 
 #[test]
@@ -157,6 +166,13 @@ fn serve_listens_on_a_unix_socket_says_so_first_and_removes_it_on_exit() {
     serve.command("shutdown");
     assert_eq!(serve.child.wait().unwrap().code(), Some(0));
     assert!(!path.exists(), "the socket file goes with the server");
+
+    // A stale file (its server was killed with SIGKILL) is replaced, aloud.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let mut serve = Serve::start_unix(&path, &[]);
+    serve.expect_stderr(&format!("stale socket file at {}", path.display()));
+    serve.command("shutdown");
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
 
     // A regular file in the way: one line, exit 1, the file untouched.
     std::fs::write(&path, "mine\n").unwrap();

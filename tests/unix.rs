@@ -207,12 +207,32 @@ fn binding_over_a_stale_socket_file_replaces_it_and_shutdown_removes_it() {
 
     let health = Health::new();
     health.ready();
+    let (hook, events) = event_channel();
     let server = Server::new(health)
+        .on_event(hook)
         .bind_unix(&path)
         .expect("bind over a stale file");
+    // The operator hears of it, before the server says it listens.
+    assert_eq!(
+        events.try_recv().unwrap(),
+        format!(
+            "replaced a stale socket file at {}: nothing listened on it",
+            path.display()
+        )
+    );
+    assert!(events.try_recv().unwrap().starts_with("listening on"));
     assert_eq!(get(&path, "/healthz").status, 200);
     server.shutdown().unwrap();
     assert!(!path.exists(), "the socket file is removed at shutdown");
+
+    // A fresh path has nothing to replace, and nothing is said of it.
+    let (hook, events) = event_channel();
+    let server = Server::new(Health::new())
+        .on_event(hook)
+        .bind_unix(&path)
+        .unwrap();
+    assert!(events.try_recv().unwrap().starts_with("listening on"));
+    server.shutdown().unwrap();
 }
 
 #[test]
