@@ -79,7 +79,7 @@ fn start_consumer(
             if idle < 2_000 {
                 Ok(())
             } else {
-                Err(format!("no tick for {idle} ms"))
+                Err(format!("no tick for {idle} ms").into())
             }
         })
         .timeout(Duration::from_millis(100)),
@@ -143,7 +143,7 @@ fn start_cache_warmer(
             if age <= 5 {
                 Ok(())
             } else {
-                Err(format!("cache is {age} s old"))
+                Err(format!("cache is {age} s old").into())
             }
         })
         .every(Duration::from_secs(1))

@@ -15,8 +15,28 @@ pub(crate) const MAX_REASON: usize = 128;
 
 type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
 
-/// A named health check: a closure that returns `Ok` when healthy or an error
-/// (anything `Display`) saying why not.
+/// What a check returns: `Ok(())` when healthy, or any error saying why not.
+///
+/// One concrete type, so that a closure's `Ok(())` needs no annotation, `?`
+/// works on any error inside a check (`std::io::Error` and the like), and a
+/// plain message is `Err("disk full".into())`. Only the error's text is kept
+/// (cut to 128 bytes): as the failure reason in events and, when shown, in
+/// bodies.
+///
+/// ```
+/// fn database_up() -> healthz::CheckResult {
+///     let _config = std::env::var("HOME")?; // any error converts with `?`
+///     Ok(())
+/// }
+/// let check = healthz::Check::new("database", database_up);
+/// let disk = healthz::Check::new("disk", || Err("disk full".into()));
+/// let fine = healthz::Check::new("fine", || Ok(()));
+/// # let _ = (check, disk, fine);
+/// ```
+pub type CheckResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A named health check: a closure that returns `Ok(())` when healthy or an
+/// error saying why not (a [`CheckResult`]).
 ///
 /// By default it runs when probed, bounded by its [`timeout`](Check::timeout):
 /// a slow or hung check counts as failed once the timeout passes, and while
@@ -33,12 +53,13 @@ type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
 /// use std::time::Duration;
 ///
 /// let health = healthz::Health::new();
-/// let database_up = || -> Result<(), std::io::Error> { Ok(()) };
+/// let database_up = || -> std::io::Result<()> { Ok(()) };
 /// health.add_check(
-///     healthz::Check::new("database", database_up).timeout(Duration::from_millis(500)),
+///     healthz::Check::new("database", move || Ok(database_up()?))
+///         .timeout(Duration::from_millis(500)),
 /// )?;
 /// health.add_check(
-///     healthz::Check::new("disk", || if true { Ok(()) } else { Err("disk full") })
+///     healthz::Check::new("disk", || if true { Ok(()) } else { Err("disk full".into()) })
 ///         .every(Duration::from_secs(10))
 ///         .failure_threshold(3),
 /// )?;
@@ -63,10 +84,7 @@ pub(crate) struct Schedule {
 impl Check {
     /// A check called `name` (letters, digits, `.`, `_`, `-`; at most 64
     /// bytes) that runs `check` on each probe with a 1 s timeout.
-    pub fn new<E: fmt::Display>(
-        name: &str,
-        check: impl Fn() -> Result<(), E> + Send + Sync + 'static,
-    ) -> Check {
+    pub fn new(name: &str, check: impl Fn() -> CheckResult + Send + Sync + 'static) -> Check {
         Check {
             name: name.to_string(),
             func: Arc::new(move || check().map_err(|e| e.to_string())),

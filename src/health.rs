@@ -313,7 +313,7 @@ impl Health {
     ///
     /// ```
     /// let health = healthz::Health::new();
-    /// health.add_check(healthz::Check::new("config-file", || Ok::<(), String>(())))?;
+    /// health.add_check(healthz::Check::new("config-file", || Ok(())))?;
     /// health.ready();
     /// assert!(!health.is_ready(), "the check has not run: not known to pass");
     /// # Ok::<(), std::io::Error>(())
@@ -985,7 +985,7 @@ mod tests {
         let rx = Mutex::new(rx);
         let check = Check::new("db", move || {
             let next = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            next.unwrap_or_else(|_| Err("no answer".into()))
+            Ok(next.unwrap_or_else(|_| Err("no answer".into()))?)
         });
         health.add_check(check).unwrap();
         assert_eq!(health.quick(Kind::Readiness), None, "a check must run");
@@ -1014,7 +1014,7 @@ mod tests {
         };
         let _watch = health.watch(hook);
         health
-            .add_check(Check::new("disk", || Err::<(), _>("full")))
+            .add_check(Check::new("disk", || Err("full".into())))
             .unwrap();
         for _ in 0..3 {
             assert!(!health.report(Kind::Readiness, None, &[]).unwrap().passed());

@@ -129,7 +129,7 @@ mod shutdown;
 mod socket;
 mod sync;
 
-pub use check::Check;
+pub use check::{Check, CheckResult};
 pub use error::Error;
 pub use event::Event;
 pub use health::{Health, Target};

@@ -520,7 +520,7 @@ mod tests {
                 if file.load(Ordering::SeqCst) {
                     Ok(())
                 } else {
-                    Err("missing")
+                    Err("missing".into())
                 }
             });
             health.add_check(check).unwrap();

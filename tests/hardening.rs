@@ -400,7 +400,7 @@ fn at_the_cap_a_connection_whose_check_runs_outlasts_an_idle_one() {
     let slow = healthz::Check::new("slow", move || {
         let _ = started_tx.lock().unwrap().send(());
         let wait = released.lock().unwrap().recv_timeout(PATIENCE);
-        wait.map_err(|_| "never released")
+        Ok(wait.map_err(|_| "never released")?)
     });
     health.add_check(slow.timeout(PATIENCE)).unwrap();
     let server = Server::new(health)

@@ -100,9 +100,7 @@ fn target_names_are_unique_valid_and_not_built_in() {
         health.liveness_target("db").unwrap_err().kind(),
         std::io::ErrorKind::AlreadyExists
     );
-    assert!(health
-        .add_check(Check::new("db", || Ok::<(), String>(())))
-        .is_err());
+    assert!(health.add_check(Check::new("db", || Ok(()))).is_err());
     for bad in ["", "has space", "slash/y", &"x".repeat(65)] {
         assert_eq!(
             health.target(bad).unwrap_err().kind(),
@@ -180,7 +178,7 @@ fn verbose_output_is_kubernetes_shaped_and_withholds_reasons() {
     health.target("queue").unwrap().ready();
     health.target("cache").unwrap();
     health
-        .add_check(Check::new("db", || Err("connection refused")))
+        .add_check(Check::new("db", || Err("connection refused".into())))
         .unwrap();
     let reply = get(server.local_addr(), "/readyz?verbose");
     assert_eq!(reply.status, 503);
@@ -206,7 +204,7 @@ fn verbose_output_is_kubernetes_shaped_and_withholds_reasons() {
 fn reasons_appear_in_bodies_only_when_configured_and_always_in_events() {
     let (health, server, events) = serve_with_events();
     health
-        .add_check(Check::new("db", || Err("connection refused")))
+        .add_check(Check::new("db", || Err("connection refused".into())))
         .unwrap();
     let reply = get(server.local_addr(), "/readyz?verbose");
     assert!(
@@ -256,7 +254,7 @@ fn json_follows_the_health_check_draft_byte_for_byte() {
     let addr = server.local_addr();
     health.target("queue").unwrap().ready();
     health
-        .add_check(Check::new("db", || Err("said \"no\"\n")))
+        .add_check(Check::new("db", || Err("said \"no\"\n".into())))
         .unwrap();
     let reply = get(addr, "/readyz?format=json");
     assert_eq!(reply.status, 503);
@@ -350,7 +348,7 @@ fn a_panicking_check_counts_as_failed_and_the_server_keeps_serving() {
         .bind("127.0.0.1:0")
         .unwrap();
     health
-        .add_check(Check::new("boom", || -> Result<(), String> {
+        .add_check(Check::new("boom", || -> healthz::CheckResult {
             panic!("check panics on purpose")
         }))
         .unwrap();
@@ -379,7 +377,7 @@ fn on_request_checks_run_side_by_side() {
         let meet = meet.clone();
         let check = Check::new(name, move || {
             meet.wait();
-            Ok::<(), String>(())
+            Ok(())
         })
         .timeout(Duration::from_secs(5));
         health.add_check(check).unwrap();
@@ -405,7 +403,7 @@ fn a_background_check_counts_its_thresholds_and_reports_each_flip_once() {
         if *script.get(run).unwrap_or(&true) {
             Ok(())
         } else {
-            Err(format!("run {run} failed"))
+            Err(format!("run {run} failed").into())
         }
     })
     .every(Duration::from_millis(5))
@@ -443,7 +441,7 @@ fn a_background_check_is_read_without_waiting_and_starts_not_passing() {
     let check = Check::new("warmup", move || {
         // Blocks until the test ends: the probe must not wait for it.
         let _ = hold.lock().unwrap().recv();
-        Ok::<(), String>(())
+        Ok(())
     })
     .every(Duration::from_secs(3600))
     .timeout(Duration::from_secs(3600));
@@ -620,7 +618,7 @@ fn a_background_check_waits_its_initial_delay_before_its_first_run() {
     // Generous: the probe below must come before the first run.
     let delay = Duration::from_secs(2);
     let added = Instant::now();
-    let check = Check::new("warm", || Ok::<(), String>(()))
+    let check = Check::new("warm", || Ok(()))
         .every(Duration::from_secs(3600))
         .initial_delay(delay)
         .success_threshold(1);
@@ -648,7 +646,7 @@ fn an_on_request_check_never_run_is_not_reported_ready_by_anyone() {
             if file.load(Ordering::SeqCst) {
                 Ok(())
             } else {
-                Err("missing")
+                Err("missing".into())
             }
         }))
         .unwrap();

@@ -33,7 +33,7 @@ fn a_hung_check_bounds_every_probe_and_holds_one_thread() {
     let timeout = Duration::from_millis(50);
     let check = Check::new("stuck", move || {
         let _ = hang.lock().unwrap().recv(); // until the test ends
-        Ok::<(), String>(())
+        Ok(())
     })
     .timeout(timeout);
     health.add_check(check).unwrap();

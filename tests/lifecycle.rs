@@ -45,7 +45,7 @@ fn sizes_and_durations_out_of_bounds_are_an_err_not_a_panic() {
     );
     let server = Server::new(Health::new()).bind("127.0.0.1:0").unwrap();
     assert!(server.drain(huge).is_err());
-    let check = healthz::Check::new("slow", || Ok::<(), String>(())).timeout(huge);
+    let check = healthz::Check::new("slow", || Ok(())).timeout(huge);
     assert!(Health::new().add_check(check).is_err());
     let probe = healthz::Probe::new("127.0.0.1:1").unwrap().timeout(huge);
     assert_eq!(

@@ -47,7 +47,7 @@ fn health_is_shown_as_gauges_as_a_probe_would_answer_now() {
     let db = health.target("db").unwrap();
     let _loop = health.liveness_target("loop").unwrap();
     health
-        .add_check(Check::new("disk", || Err::<(), _>("full")))
+        .add_check(Check::new("disk", || Err("full".into())))
         .unwrap();
     let server = metrics_server(health.clone());
     let addr = server.local_addr();
@@ -171,7 +171,7 @@ fn metrics_move_under_the_path_prefix() {
 fn a_failing_on_request_check_is_not_ready_in_metrics_before_any_probe() {
     let health = Health::new();
     health
-        .add_check(Check::new("config-file", || Err::<(), _>("missing")))
+        .add_check(Check::new("config-file", || Err("missing".into())))
         .unwrap();
     health.ready();
     let server = metrics_server(health);

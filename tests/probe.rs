@@ -257,7 +257,7 @@ fn not_ready_counting_tries_health() -> (healthz::Health, Receiver<()>) {
     let tried = std::sync::Mutex::new(tried);
     let check = healthz::Check::new("tries", move || {
         let _ = tried.lock().unwrap().send(());
-        Ok::<(), String>(())
+        Ok(())
     });
     health.add_check(check).unwrap();
     (health, tries)
