@@ -207,7 +207,7 @@ fn cannot_listen(at: &str, e: &healthz::Error) -> ExitCode {
 struct Control {
     health: healthz::Health,
     targets: Vec<healthz::Target>,
-    liveness_targets: Vec<healthz::Target>,
+    liveness_targets: Vec<healthz::LivenessTarget>,
     drain_delay: Duration,
 }
 
@@ -245,7 +245,7 @@ impl Control {
                 }
                 [command @ ("alive" | "not-alive"), name] => {
                     match liveness_targets.iter().find(|t| t.name() == name) {
-                        Some(target) => target.set_ready(command == "alive"),
+                        Some(target) => target.set_alive(command == "alive"),
                         None => eprintln!(
                             "unknown liveness target `{name}`; start with --liveness-target {name}"
                         ),

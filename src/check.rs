@@ -63,7 +63,7 @@ pub type CheckResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 ///         .every(Duration::from_secs(10))
 ///         .failure_threshold(3),
 /// )?;
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), healthz::Error>(())
 /// ```
 pub struct Check {
     pub(crate) name: String,

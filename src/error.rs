@@ -1,5 +1,5 @@
-//! The one error type of the crate's fallible, non-`io` calls: serving and
-//! shutting down; and the helpers every module uses to make and read errors.
+//! The one error type of the server side (health set-up, binding, serving,
+//! shutting down), and the helpers every module uses to make and read errors.
 
 use std::fmt;
 use std::io;
@@ -30,12 +30,18 @@ pub(crate) fn client_went_away(e: &io::Error) -> bool {
     )
 }
 
-/// Why [`Running::shutdown`](crate::Running::shutdown) or
-/// [`Server::run`](crate::Server::run) did not end cleanly.
+/// The error of every fallible call on the server side: registering targets
+/// and checks on a [`Health`](crate::Health), binding and running a
+/// [`Server`](crate::Server), shutting it down. (The rule: the server side
+/// returns this type; the client, [`Probe`](crate::Probe), returns
+/// [`ProbeError`](crate::ProbeError).)
 ///
-/// Either an I/O error (from configuring or binding the server), or a shutdown
-/// that reached its deadline and closed connections by force. Converts into
-/// `io::Error` for callers that only deal in those.
+/// Either an I/O-shaped error (an invalid name or configuration is
+/// `InvalidInput`, a name taken `AlreadyExists`, a failure to bind the
+/// operating system's kind), or a shutdown that reached its deadline and
+/// closed connections by force. [`kind`](Error::kind) says which; it
+/// converts into `io::Error` (so `?` works in a function returning
+/// `io::Result`) for callers that only deal in those.
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
-use crate::error::{invalid, refused};
+use crate::error::{invalid, refused, Error};
 use crate::event::{deliver, Event, Hook};
 use crate::sync::{lock, read, write, Latch};
 
@@ -55,7 +55,7 @@ const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
 /// queue.ready();
 /// assert!(health.is_ready());
 /// assert!(health.target("queue").is_err()); // names are unique
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), healthz::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Health {
@@ -316,7 +316,7 @@ impl Health {
     /// health.add_check(healthz::Check::new("config-file", || Ok(())))?;
     /// health.ready();
     /// assert!(!health.is_ready(), "the check has not run: not known to pass");
-    /// # Ok::<(), std::io::Error>(())
+    /// # Ok::<(), healthz::Error>(())
     /// ```
     pub fn is_ready(&self) -> bool {
         self.failing(Kind::Readiness).is_empty()
@@ -350,29 +350,54 @@ impl Health {
     /// Names are 1 to 64 bytes of letters, digits, `.`, `_` and `-`, unique
     /// across targets and checks; `ready`, `shutdown` and `ping` are built in.
     /// A duplicate or invalid name is an error, never a silent merge.
-    pub fn target(&self, name: &str) -> io::Result<Target> {
-        self.add_target(name, Kind::Readiness, false)
+    ///
+    /// The error's [`kind`](Error::kind) is `InvalidInput` for an invalid
+    /// name or one too many, `AlreadyExists` for a name taken.
+    pub fn target(&self, name: &str) -> Result<Target, Error> {
+        let entry = self.add_target(name, Kind::Readiness, false)?;
+        Ok(Target(Flag {
+            health: self.clone(),
+            entry,
+        }))
     }
 
     /// Registers a liveness target called `name`, **alive** until the
     /// component says otherwise (say, a watchdog seeing its loop stall).
-    pub fn liveness_target(&self, name: &str) -> io::Result<Target> {
-        self.add_target(name, Kind::Liveness, true)
+    /// Names and errors as for [`target`](Health::target).
+    ///
+    /// ```
+    /// let health = healthz::Health::new();
+    /// let main_loop = health.liveness_target("main-loop")?;
+    /// assert!(health.is_alive());
+    /// main_loop.not_alive(); // the loop saw itself stall
+    /// assert!(!health.is_alive());
+    /// main_loop.alive();
+    /// assert!(health.is_alive());
+    /// # Ok::<(), healthz::Error>(())
+    /// ```
+    pub fn liveness_target(&self, name: &str) -> Result<LivenessTarget, Error> {
+        let entry = self.add_target(name, Kind::Liveness, true)?;
+        Ok(LivenessTarget(Flag {
+            health: self.clone(),
+            entry,
+        }))
     }
 
-    /// Adds a check that gates readiness.
-    pub fn add_check(&self, check: Check) -> io::Result<()> {
-        self.add_check_of(check, Kind::Readiness)
+    /// Adds a check that gates readiness. Errors as for
+    /// [`target`](Health::target), and `InvalidInput` for a timeout or
+    /// interval out of bounds.
+    pub fn add_check(&self, check: Check) -> Result<(), Error> {
+        Ok(self.add_check_of(check, Kind::Readiness)?)
     }
 
     /// Adds a check that gates liveness. Keep these to the process itself
     /// (a stuck loop, a full disk), never a downstream dependency: a failing
     /// liveness probe gets the process restarted.
-    pub fn add_liveness_check(&self, check: Check) -> io::Result<()> {
-        self.add_check_of(check, Kind::Liveness)
+    pub fn add_liveness_check(&self, check: Check) -> Result<(), Error> {
+        Ok(self.add_check_of(check, Kind::Liveness)?)
     }
 
-    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<Target> {
+    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<Arc<Entry>> {
         let entry = Arc::new(Entry {
             name: name.to_string(),
             kind,
@@ -380,10 +405,7 @@ impl Health {
             failures: AtomicU64::new(0),
         });
         self.register(entry.clone(), !ready)?;
-        Ok(Target {
-            health: self.clone(),
-            entry,
-        })
+        Ok(entry)
     }
 
     fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
@@ -766,10 +788,10 @@ impl fmt::Debug for Health {
     }
 }
 
-/// A component's own readiness (or liveness), registered by name on a
-/// [`Health`] and flipped from the component's thread. Clones flip the same
-/// target. Dropping it does not unregister it: a component that went away
-/// without saying it is ready keeps readiness failing.
+/// A component's own readiness, registered by name on a [`Health`] with
+/// [`Health::target`] and flipped from the component's thread. Clones flip
+/// the same target. Dropping it does not unregister it: a component that
+/// went away without saying it is ready keeps readiness failing.
 ///
 /// ```
 /// let health = healthz::Health::new();
@@ -783,55 +805,111 @@ impl fmt::Debug for Health {
 /// .join()
 /// .unwrap();
 /// assert!(health.is_ready());
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), healthz::Error>(())
 /// ```
 #[derive(Clone)]
-pub struct Target {
-    health: Health,
-    entry: Arc<Entry>,
-}
+pub struct Target(Flag);
 
 impl Target {
     /// The name it was registered under.
     pub fn name(&self) -> &str {
-        &self.entry.name
+        &self.0.entry.name
     }
 
-    /// Marks it ready (or alive).
+    /// Marks it ready.
     pub fn ready(&self) {
-        self.set_ready(true);
+        self.0.set(true);
     }
 
-    /// Marks it not ready (or not alive).
+    /// Marks it not ready: readiness fails until it is ready again.
     pub fn not_ready(&self) {
-        self.set_ready(false);
+        self.0.set(false);
     }
 
     /// Sets it from a condition.
     pub fn set_ready(&self, ready: bool) {
-        let EntryState::Target(flag) = &self.entry.state else {
-            return;
-        };
-        if flag.swap(ready, Ordering::SeqCst) == ready {
-            return;
-        }
-        self.health.count_failing(self.entry.kind, !ready);
-        self.health.changed(self.entry.kind);
+        self.0.set(ready);
     }
 
-    /// Whether it is ready (or alive) now.
+    /// Whether it is ready now.
     pub fn is_ready(&self) -> bool {
-        matches!(&self.entry.state, EntryState::Target(flag) if flag.load(Ordering::SeqCst))
+        self.0.get()
     }
 }
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
-            .field("name", &self.entry.name)
-            .field("kind", &self.entry.kind)
+            .field("name", &self.name())
             .field("ready", &self.is_ready())
             .finish()
+    }
+}
+
+/// A component's own liveness, registered by name on a [`Health`] with
+/// [`Health::liveness_target`]: alive until the component says otherwise,
+/// and then `/livez` fails (and systemd's watchdog stops) until it is alive
+/// again. Clones flip the same target; dropping it does not unregister it.
+#[derive(Clone)]
+pub struct LivenessTarget(Flag);
+
+impl LivenessTarget {
+    /// The name it was registered under.
+    pub fn name(&self) -> &str {
+        &self.0.entry.name
+    }
+
+    /// Marks it alive.
+    pub fn alive(&self) {
+        self.0.set(true);
+    }
+
+    /// Marks it not alive: liveness fails until it is alive again.
+    pub fn not_alive(&self) {
+        self.0.set(false);
+    }
+
+    /// Sets it from a condition.
+    pub fn set_alive(&self, alive: bool) {
+        self.0.set(alive);
+    }
+
+    /// Whether it is alive now.
+    pub fn is_alive(&self) -> bool {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for LivenessTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LivenessTarget")
+            .field("name", &self.name())
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+/// The flag behind a target of either kind.
+#[derive(Clone)]
+struct Flag {
+    health: Health,
+    entry: Arc<Entry>,
+}
+
+impl Flag {
+    fn set(&self, on: bool) {
+        let EntryState::Target(flag) = &self.entry.state else {
+            return;
+        };
+        if flag.swap(on, Ordering::SeqCst) == on {
+            return;
+        }
+        self.health.count_failing(self.entry.kind, !on);
+        self.health.changed(self.entry.kind);
+    }
+
+    fn get(&self) -> bool {
+        matches!(&self.entry.state, EntryState::Target(flag) if flag.load(Ordering::SeqCst))
     }
 }
 
@@ -910,7 +988,7 @@ mod tests {
             verdicts(&health, Kind::Liveness),
             "a liveness target starts alive"
         );
-        lp.not_ready();
+        lp.not_alive();
         assert!(!verdicts(&health, Kind::Liveness));
         assert!(
             verdicts(&health, Kind::Readiness),

@@ -132,7 +132,7 @@ mod sync;
 pub use check::{Check, CheckResult};
 pub use error::Error;
 pub use event::Event;
-pub use health::{Health, Target};
+pub use health::{Health, LivenessTarget, Target};
 pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};

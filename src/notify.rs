@@ -555,7 +555,7 @@ mod tests {
             let flipper = thread::spawn(move || {
                 for i in 0..500 {
                     health.set_ready(i % 2 == 0);
-                    alive.set_ready(i % 3 != 0);
+                    alive.set_alive(i % 3 != 0);
                 }
                 let running = running.unwrap();
                 running.stopping();

@@ -58,7 +58,7 @@ fn livez_passes_while_readiness_fails_and_healthz_follows_readiness() {
     assert_eq!(get(addr, "/readyz").status, 200);
     assert_eq!(get(addr, "/healthz").status, 200);
     let alive = health.liveness_target("main-loop").unwrap();
-    alive.not_ready();
+    alive.not_alive();
     let reply = get(addr, "/livez");
     assert_eq!((reply.status, reply.text()), (503, "not alive\n"));
     assert_eq!(
