@@ -17,7 +17,6 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -132,7 +131,8 @@ fn serve_stdin<A>(health: &healthz::Health, server: &healthz::Running<A>) -> io:
 #[derive(Clone)]
 enum Addr {
     Tcp(SocketAddr),
-    Unix(PathBuf),
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
 }
 
 /// A client connection of either kind.
@@ -155,8 +155,6 @@ impl Addr {
                 stream.set_read_timeout(Some(timeout))?;
                 Ok(Box::new(stream))
             }
-            #[cfg(not(unix))]
-            Addr::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 }
@@ -186,9 +184,15 @@ impl Server {
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line)?;
         let at = line.trim().strip_prefix("listening on ");
         let addr = match at.map(|a| (a.strip_prefix("unix:"), a.parse())) {
+            #[cfg(unix)]
             Some((Some(path), _)) => Addr::Unix(path.into()),
             Some((None, Ok(addr))) => Addr::Tcp(addr),
-            _ => return Err(io::Error::other(format!("unexpected first line {line:?}"))),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Other,
+                    format!("unexpected first line {line:?}"),
+                ))
+            }
         };
         // Let start-up allocations settle before the first reading.
         thread::sleep(Duration::from_millis(200));
@@ -279,7 +283,7 @@ impl Server {
         for client in clients {
             let (lat, err) = client
                 .join()
-                .map_err(|_| io::Error::other("client panicked"))?;
+                .map_err(|_| io::Error::new(io::ErrorKind::Other, "client panicked"))?;
             latencies.extend(lat);
             errors += err;
         }
@@ -302,7 +306,10 @@ impl Server {
         let status = self.child.wait()?;
         let took = started.elapsed();
         if !status.success() {
-            return Err(io::Error::other(format!("server exited with {status}")));
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                format!("server exited with {status}"),
+            ));
         }
         Ok(took)
     }
@@ -363,7 +370,7 @@ fn read_response(stream: &mut dyn Duplex, buf: &mut [u8], keep_alive: bool) -> i
             }
         }
         if filled == buf.len() {
-            return Err(io::Error::other("response too large"));
+            return Err(io::Error::new(io::ErrorKind::Other, "response too large"));
         }
     }
 }
@@ -372,7 +379,7 @@ fn check_status(response: &[u8]) -> io::Result<()> {
     if response.starts_with(b"HTTP/1.1 200 ") {
         Ok(())
     } else {
-        Err(io::Error::other("not a 200"))
+        Err(io::Error::new(io::ErrorKind::Other, "not a 200"))
     }
 }
 

@@ -14,7 +14,7 @@
 //! socket down, which wakes them all at once).
 
 use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -311,10 +311,17 @@ impl Early {
 
 impl Wakes {
     fn new() -> Wakes {
+        // RandomState's keys are random per process: two hashes of them make
+        // a token no client can guess.
         let random = RandomState::new();
+        let hash = |n: u8| {
+            let mut hasher = random.build_hasher();
+            hasher.write_u8(n);
+            hasher.finish()
+        };
         let mut token = [0; TOKEN];
-        token[..8].copy_from_slice(&random.hash_one(1u8).to_le_bytes());
-        token[8..].copy_from_slice(&random.hash_one(2u8).to_le_bytes());
+        token[..8].copy_from_slice(&hash(1).to_le_bytes());
+        token[8..].copy_from_slice(&hash(2).to_le_bytes());
         Wakes {
             pending: AtomicUsize::new(0),
             peers: Mutex::default(),

@@ -670,9 +670,9 @@ impl<A> Running<A> {
         {
             return Err(Error::deadline(self.bound, 0, 1));
         }
-        handle
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("healthz server thread panicked").into()))
+        handle.join().unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::Other, "healthz server thread panicked").into())
+        })
     }
 }
 
@@ -766,7 +766,10 @@ impl Lifecycle {
         // 2. Close idle connections (while those threads leave).
         registry.close_idle();
         let unwoken = acceptors.wait_stopped(own);
-        drop(file); // the socket file goes with the listening socket
+        // The socket file goes with the listening socket.
+        if let Some(file) = file {
+            file.remove();
+        }
         service.events.emit(Event::ShuttingDown);
         // 3. Wait for requests in flight.
         let mut left = registry.wait_empty(deadline);

@@ -20,6 +20,10 @@ impl SocketFile {
     pub fn replaced_stale(&self) -> Option<&std::path::Path> {
         match *self {}
     }
+
+    pub fn remove(self) {
+        match self {}
+    }
 }
 
 /// Where a server listens, or where a connection comes from, as events
@@ -210,6 +214,8 @@ impl Stream {
         either!(self, s => s.set_write_timeout(timeout))
     }
 
+    /// For reading a Unix wake-up's token without waiting (Unix only).
+    #[cfg(unix)]
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         either!(self, s => s.set_nonblocking(on))
     }
@@ -331,6 +337,11 @@ mod unix {
     }
 
     impl SocketFile {
+        /// Removes the file now (as dropping it does), if it is still ours.
+        pub fn remove(self) {
+            drop(self);
+        }
+
         /// The path, if binding replaced a stale socket file there.
         pub fn replaced_stale(&self) -> Option<&Path> {
             self.stale.then_some(self.path.as_path())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{
     event_channel, exchange, get, kept_alive, raw, socket_path, wait_for_event, AnyServer, Client,
-    Dial, Stream, TRANSPORTS,
+    Dial, TRANSPORTS,
 };
 use healthz::{Health, Server};
 
@@ -299,8 +299,8 @@ fn a_listener_handed_in_is_served_and_its_file_stays_the_callers() {
 
 #[cfg(target_os = "linux")]
 impl Dial for SocketAddr {
-    fn dial(&self) -> std::io::Result<Stream> {
-        UnixStream::connect_addr(self).map(Stream::Unix)
+    fn dial(&self) -> std::io::Result<common::Stream> {
+        UnixStream::connect_addr(self).map(common::Stream::Unix)
     }
 }
 

@@ -194,11 +194,11 @@ fn oracle(input: &[u8]) -> Option<usize> {
             b"content-length" => {
                 lengths += 1;
                 value
-                    .trim_matches([' ', '\t'])
+                    .trim_matches(|c| c == ' ' || c == '\t')
                     .parse::<u64>()
                     .ok()
                     .filter(|_| {
-                        let v = value.trim_matches([' ', '\t']);
+                        let v = value.trim_matches(|c| c == ' ' || c == '\t');
                         !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
                     })?;
             }
