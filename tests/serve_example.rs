@@ -60,10 +60,13 @@ fn serve_reports_a_port_in_use_in_one_line_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        stderr,
-        format!("error: cannot listen on {addr}: Address already in use\n")
-    );
+    // One line, in the system's own words: these are Linux's.
+    let start = format!("error: cannot listen on {addr}: ");
+    assert!(stderr.starts_with(&start), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    if cfg!(target_os = "linux") {
+        assert_eq!(stderr, format!("{start}Address already in use\n"));
+    }
     assert!(out.stdout.is_empty());
 }
 
@@ -118,7 +121,13 @@ fn serve_help_and_usage_errors() {
         .unwrap();
     assert_eq!(both.status.code(), Some(2), "--unix with --addr");
     let stderr = String::from_utf8_lossy(&both.stderr);
-    assert!(stderr.contains("--unix and --addr"), "{stderr}");
+    // Off Unix, --unix is a usage error by itself.
+    let why = if cfg!(unix) {
+        "--unix and --addr"
+    } else {
+        "--unix"
+    };
+    assert!(stderr.contains(why), "{stderr}");
     assert!(!std::path::Path::new("/tmp/never-bound.sock").exists());
 }
 
