@@ -26,8 +26,8 @@ OPTIONS:
                        (not with --addr); a stale socket file there is
                        replaced, saying so on stderr, and the file is
                        removed at shutdown. Probe it with
-                       `probe --unix PATH` or `curl --unix-socket PATH
-                       http://localhost/healthz`
+                       `healthz-probe --unix PATH` or `curl --unix-socket
+                       PATH http://localhost/healthz`
     --not-ready        start not ready (the default is ready)
     --target NAME      register a readiness target NAME, starting ready
                        (repeatable)

@@ -44,6 +44,18 @@ pub(crate) fn client_went_away(e: &io::Error) -> bool {
 /// `io::Result`) for callers that only deal in those.
 ///
 /// ```
+/// use std::io::ErrorKind;
+///
+/// let health = healthz::Health::new();
+/// let _db = health.target("db")?;
+/// let taken: healthz::Error = health.target("db").unwrap_err();
+/// assert_eq!(taken.kind(), ErrorKind::AlreadyExists);
+/// let bad = healthz::Server::new(health).request_timeout(std::time::Duration::ZERO);
+/// assert_eq!(bad.bind("127.0.0.1:0").unwrap_err().kind(), ErrorKind::InvalidInput);
+/// # Ok::<(), healthz::Error>(())
+/// ```
+///
+/// ```
 /// # fn main() -> std::io::Result<()> {
 /// let server = healthz::Server::new(healthz::Health::new()).bind("127.0.0.1:0")?;
 /// match server.shutdown() {

@@ -98,8 +98,8 @@
 //! endpoint the way the kubelet does (bounded time, bounded read, 200–399 is
 //! healthy), for a Docker `HEALTHCHECK` in an image with no curl, over TCP
 //! or a Unix socket ([`Probe::unix`]), once or until healthy
-//! ([`Probe::wait_healthy`]). The `probe` example wraps it in a binary that
-//! exits 0 or 1.
+//! ([`Probe::wait_healthy`]). The crate's binary `healthz-probe` wraps it in a
+//! command that exits 0 or 1 (`cargo install healthz --bin healthz-probe`).
 //!
 //! # What it is not
 //!

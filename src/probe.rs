@@ -79,6 +79,20 @@ impl ProbeResponse {
 
 /// What kind of failure a probe met. Every failure means "unhealthy"; the
 /// kind says why, for the one line a `HEALTHCHECK` log shows.
+///
+/// New kinds may come in a minor release, so a `match` needs a wildcard arm
+/// (as for [`Event`](crate::Event) and [`Address`](crate::Address)):
+///
+/// ```compile_fail
+/// fn retry(kind: healthz::ProbeErrorKind) -> bool {
+///     use healthz::ProbeErrorKind::*;
+///     match kind {
+///         InvalidTarget | InvalidSettings | Resolve | Malformed | Unhealthy(_) => false,
+///         Refused | TimedOut | Io => true,
+///         // no `_ =>` arm: does not compile
+///     }
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProbeErrorKind {

@@ -246,7 +246,7 @@ fn targets_are_checked_before_any_connection() {
 }
 
 fn probe_binary() -> PathBuf {
-    common::example_binary("probe")
+    PathBuf::from(env!("CARGO_BIN_EXE_healthz-probe"))
 }
 
 /// A health not ready yet, with a readiness check that says each time it

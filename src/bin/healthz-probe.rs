@@ -1,12 +1,13 @@
-//! A health probe for images without curl or wget: a Docker `HEALTHCHECK`
-//! command in one static binary.
+//! `healthz-probe`: a health probe for images without curl or wget, a Docker
+//! `HEALTHCHECK` command in one static binary. Installs with
+//! `cargo install healthz --bin healthz-probe` (or `--path` to a checkout).
 //!
 //! ```text
-//! probe http://127.0.0.1:8080/healthz
-//! probe --timeout 500ms --expect 200-299 127.0.0.1:8080/readyz
-//! probe --wait 30s 127.0.0.1:8080/readyz      # an init container's wait
-//! probe --unix /run/app/health.sock /readyz   # a server on a Unix socket
-//! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz probe
+//! healthz-probe http://127.0.0.1:8080/healthz
+//! healthz-probe --timeout 500ms --expect 200-299 127.0.0.1:8080/readyz
+//! healthz-probe --wait 30s 127.0.0.1:8080/readyz      # an init container's wait
+//! healthz-probe --unix /run/app/health.sock /readyz   # a server on a Unix socket
+//! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz healthz-probe
 //! ```
 
 use std::process::ExitCode;
@@ -15,11 +16,11 @@ use std::time::Duration;
 const ENV_URL: &str = "HEALTHZ_PROBE_URL";
 
 const HELP: &str = "\
-probe: check a health endpoint once, for Docker HEALTHCHECK and friends
+healthz-probe: check a health endpoint once, for Docker HEALTHCHECK and friends
 
 USAGE:
-    probe [OPTIONS] [URL]
-    probe [OPTIONS] --unix SOCKET [PATH]
+    healthz-probe [OPTIONS] [URL]
+    healthz-probe [OPTIONS] --unix SOCKET [PATH]
 
 URL is http://HOST[:PORT][/PATH] or HOST:PORT[/PATH]; the path defaults to
 /healthz. Without URL, the HEALTHZ_PROBE_URL environment variable is used.
@@ -137,7 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("probe: {message} (see --help)");
+            eprintln!("healthz-probe: {message} (see --help)");
             return ExitCode::from(2);
         }
     };
@@ -151,7 +152,7 @@ fn main() -> ExitCode {
     let probe = match probe {
         Ok(probe) => probe.timeout(options.timeout).expect(options.expect),
         Err(e) => {
-            eprintln!("probe: {e}");
+            eprintln!("healthz-probe: {e}");
             return ExitCode::from(2);
         }
     };
