@@ -24,6 +24,12 @@ use crate::sync::{lock, wait_until, Latch};
 /// How often readiness is reported afresh while on-request checks gate it:
 /// their results change without anyone flipping anything.
 const RECHECK: Duration = Duration::from_secs(1);
+/// Pings per watchdog interval. sd_watchdog_enabled(3) asks for at least two;
+/// four leave room for three late or lost pings (a busy host, or on-request
+/// liveness checks taking their time before a ping) before systemd acts, and
+/// make the restart after liveness fails come between 3/4 of `WatchdogSec`
+/// and all of it.
+const PINGS_PER_INTERVAL: u32 = 4;
 /// The shortest watchdog ping interval, whatever `WATCHDOG_USEC` says.
 const MIN_PING: Duration = Duration::from_millis(10);
 /// How long stopping waits for a thread of this module to end (one may be
@@ -141,8 +147,9 @@ impl Env {
         }
     }
 
-    /// How often to ping the watchdog systemd asked this process for: half
-    /// of `WATCHDOG_USEC`, never under [`MIN_PING`]. `None` when it asked for
+    /// How often to ping the watchdog systemd asked this process for: a
+    /// quarter of `WATCHDOG_USEC` ([`PINGS_PER_INTERVAL`]), never under
+    /// [`MIN_PING`]. `None` when it asked for
     /// none (unset or 0), or for another process (`WATCHDOG_PID`); an error
     /// saying why when either variable cannot be read.
     pub fn watchdog(&self) -> Result<Option<Duration>, String> {
@@ -160,7 +167,8 @@ impl Env {
                 return Ok(None);
             }
         }
-        Ok((usec > 0).then(|| (Duration::from_micros(usec) / 2).max(MIN_PING)))
+        let every = Duration::from_micros(usec) / PINGS_PER_INTERVAL;
+        Ok((usec > 0).then(|| every.max(MIN_PING)))
     }
 }
 
@@ -419,9 +427,9 @@ mod tests {
     }
 
     #[test]
-    fn the_watchdog_pings_at_half_the_interval_systemd_asks_for() {
+    fn the_watchdog_pings_four_times_in_the_interval_systemd_asks_for() {
         let every = env(Some("2000000"), None).watchdog();
-        assert_eq!(every, Ok(Some(Duration::from_secs(1))));
+        assert_eq!(every, Ok(Some(Duration::from_millis(500))));
     }
 
     #[test]

@@ -373,14 +373,16 @@ impl Server {
     ///   checks gate readiness, the report runs again every second;
     /// - `STOPPING=1` when shutdown (or its drain) starts;
     /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
-    ///   process), `WATCHDOG=1` every half of that interval **only while a
-    ///   liveness probe passes** (on-request liveness checks run for it). When
-    ///   liveness fails, the pings stop and systemd restarts the service once
-    ///   `WatchdogSec` passes. No `WATCHDOG=trigger` is sent: liveness checks
-    ///   already have their thresholds, a liveness that recovers before
-    ///   `WatchdogSec` resumes the pings, and the wait mirrors the kubelet's
-    ///   `failureThreshold` × `periodSeconds` instead of restarting on the
-    ///   first bad reading.
+    ///   process), `WATCHDOG=1` four times per interval `W` **only while a
+    ///   liveness probe passes** (on-request liveness checks run for it), and
+    ///   at once when liveness recovers. When liveness fails at time `t`, the
+    ///   pings stop and systemd restarts the service between `t + 3W/4` and
+    ///   `t + W`; a liveness that recovers within `3W/4` is never restarted.
+    ///   Four pings rather than sd_watchdog_enabled(3)'s two leave room for
+    ///   three late ones on a busy host. No `WATCHDOG=trigger` is sent:
+    ///   liveness checks already have their thresholds, and the wait mirrors
+    ///   the kubelet's `failureThreshold` × `periodSeconds` instead of
+    ///   restarting on the first bad reading.
     ///
     /// Messages leave from two threads of their own (readiness, and the
     /// watchdog when systemd asked for one) through a non-blocking socket, so

@@ -153,9 +153,9 @@ fn an_abstract_socket_name_is_reached_too() {
 }
 
 #[test]
-fn the_watchdog_pings_at_half_its_interval_only_while_liveness_passes() {
+fn the_watchdog_pings_four_times_an_interval_only_while_liveness_passes() {
     let systemd = Systemd::on_path();
-    let env = [systemd.env(), ("WATCHDOG_USEC", "200000")];
+    let env = [systemd.env(), ("WATCHDOG_USEC", "400000")];
     let args = ["--systemd", "--liveness-target", "loop"];
     let mut serve = Serve::start_with_env(&args, &env);
     assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
@@ -186,6 +186,30 @@ fn the_watchdog_pings_at_half_its_interval_only_while_liveness_passes() {
     serve.command("alive loop");
     serve.expect_stderr("liveness changed: alive");
     assert_eq!(systemd.next(), "WATCHDOG=1", "pings resume");
+    serve.command("shutdown");
+    assert_eq!(systemd.next_not_ping(), "STOPPING=1");
+    exits_0(&mut serve);
+}
+
+#[test]
+fn the_watchdog_pings_at_once_when_liveness_recovers() {
+    // A 20 s interval: the timer's pings come every 5 s, none in this test's
+    // first seconds, so a ping now can only be the one for the recovery.
+    let systemd = Systemd::on_path();
+    let env = [systemd.env(), ("WATCHDOG_USEC", "20000000")];
+    let args = ["--systemd", "--liveness-target", "loop"];
+    let mut serve = Serve::start_with_env(&args, &env);
+    assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
+    serve.command("not-alive loop");
+    serve.expect_stderr("liveness changed: not alive (failing: loop)");
+    let started = Instant::now();
+    serve.command("alive loop");
+    assert_eq!(
+        systemd.within(Duration::from_millis(2500)).as_deref(),
+        Some("WATCHDOG=1"),
+        "a ping at once, not at the next tick"
+    );
+    println!("recovery ping {:?} after `alive`", started.elapsed());
     serve.command("shutdown");
     assert_eq!(systemd.next_not_ping(), "STOPPING=1");
     exits_0(&mut serve);
