@@ -13,13 +13,13 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::event::{Event, Events};
 use crate::health::{Health, Kind, Watch};
-use crate::sync::{lock, wait_until, Latch};
+use crate::sync::{Latch, Wake};
 
 /// How often readiness is reported afresh while on-request checks gate it:
 /// their results change without anyone flipping anything.
@@ -316,53 +316,6 @@ impl fmt::Debug for Notifier {
     }
 }
 
-/// What wakes a thread of this module: a poke (health changed), or stop.
-#[derive(Default)]
-struct Wake {
-    state: Mutex<Woken>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Woken {
-    poked: bool,
-    stopped: bool,
-}
-
-impl Wake {
-    fn poke(&self) {
-        lock(&self.state).poked = true;
-        self.changed.notify_all();
-    }
-
-    fn stop(&self) {
-        lock(&self.state).stopped = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits for a poke, for `timeout` (forever without one), or for stop;
-    /// false once stopped.
-    fn wait(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut woken = lock(&self.state);
-        let done = |w: &mut Woken| w.poked || w.stopped;
-        woken = match deadline {
-            Some(deadline) => wait_until(&self.changed, woken, deadline, done).0,
-            None => {
-                while !done(&mut woken) {
-                    woken = self
-                        .changed
-                        .wait(woken)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-                woken
-            }
-        };
-        woken.poked = false;
-        !woken.stopped
-    }
-}
-
 /// A thread of this module; dropping it stops it, and joins it if it ends
 /// within [`STOP_GRACE`] (it may be running a check that takes longer).
 struct Worker {
@@ -462,7 +415,8 @@ mod tests {
         use std::os::unix::net::UnixDatagram;
         use std::path::PathBuf;
         use std::sync::atomic::AtomicBool;
-        use std::sync::mpsc;
+        use crate::sync::lock;
+        use std::sync::{mpsc, Mutex};
 
         const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -87,3 +87,51 @@ pub(crate) fn wait_until<'a, T>(
             .0;
     }
 }
+
+/// What wakes a thread that sleeps until something changes, a time comes,
+/// or it is told to stop: a poke, or stop.
+#[derive(Default)]
+pub(crate) struct Wake {
+    state: Mutex<Woken>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Woken {
+    poked: bool,
+    stopped: bool,
+}
+
+impl Wake {
+    pub fn poke(&self) {
+        lock(&self.state).poked = true;
+        self.changed.notify_all();
+    }
+
+    pub fn stop(&self) {
+        lock(&self.state).stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits for a poke, for `timeout` (forever without one), or for stop;
+    /// false once stopped.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut woken = lock(&self.state);
+        let done = |w: &mut Woken| w.poked || w.stopped;
+        woken = match deadline {
+            Some(deadline) => wait_until(&self.changed, woken, deadline, done).0,
+            None => {
+                while !done(&mut woken) {
+                    woken = self
+                        .changed
+                        .wait(woken)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                woken
+            }
+        };
+        woken.poked = false;
+        !woken.stopped
+    }
+}
