@@ -263,7 +263,7 @@ impl Runner {
 }
 
 /// Keeps a reason short and on one line.
-fn shorten(reason: String) -> String {
+pub(crate) fn shorten(reason: String) -> String {
     let mut reason: String = reason
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

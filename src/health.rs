@@ -6,13 +6,14 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
-use crate::error::{invalid, refused, Error};
+use crate::error::{invalid, refused, Error, LONGEST};
 use crate::event::{deliver, Event, Hook};
-use crate::sync::{lock, read, write, Latch};
+use crate::sync::{lock, read, write, Latch, Wake};
+use crate::worker::{Fate, Pulse};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay far below 10 KiB).
 pub(crate) const MAX_ENTRIES: usize = 32;
@@ -67,17 +68,23 @@ struct Inner {
     draining: AtomicBool,
     /// Per kind: targets not ready plus background checks not passing.
     failing: [AtomicUsize; 2],
-    /// Per kind: checks that run on each probe.
+    /// Per kind: entries a probe must evaluate, not read from atomics
+    /// (checks that run on each probe, and heartbeats, which time fails).
     on_request: [AtomicUsize; 2],
     entries: RwLock<Vec<Arc<Entry>>>,
     watchers: Mutex<Watchers>,
     /// Set when the last clone drops: background checks end.
     stop: Arc<Latch>,
+    /// Wakes the thread that watches heartbeats, once the first one exists.
+    heartbeats: Mutex<Option<Arc<Wake>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.set();
+        if let Some(alarm) = lock(&self.heartbeats).as_ref() {
+            alarm.stop();
+        }
     }
 }
 
@@ -144,19 +151,41 @@ impl Entry {
                 };
                 (status, verdict.last.err(), ran_at)
             }
+            EntryState::Heartbeat(pulse) => match pulse.overdue_reason() {
+                Some(reason) => (Status::Fail, Some(reason), at),
+                None => (Status::Pass, None, at),
+            },
+            EntryState::Guard(fate) => match fate.reason() {
+                Some(reason) => (Status::Fail, Some(reason), at),
+                None => (Status::Pass, None, at),
+            },
         };
         Item {
             name: self.name.clone(),
             status,
             reason,
+            // How overdue a heartbeat is says nothing private: always shown.
+            shown: matches!(self.state, EntryState::Heartbeat(_)),
             excluded: false,
             at,
         }
     }
 }
 
+impl EntryState {
+    /// Whether a probe must evaluate it rather than read the failing counters.
+    fn on_request(&self) -> bool {
+        matches!(
+            self,
+            EntryState::OnRequest { .. } | EntryState::Heartbeat(_)
+        )
+    }
+}
+
 enum EntryState {
     Target(AtomicBool),
+    Heartbeat(Arc<Pulse>),
+    Guard(Arc<Fate>),
     OnRequest {
         runner: Arc<Runner>,
         /// The last result (`None` before the first run), for `is_ready`
@@ -199,8 +228,11 @@ impl Drop for Watch {
 pub(crate) struct Item {
     pub name: String,
     pub status: Status,
-    /// Why it fails (or warns); shown only when the server is configured to.
+    /// Why it fails (or warns); shown only when the server is configured to,
+    /// unless `shown`.
     pub reason: Option<String>,
+    /// The reason is the crate's own words, with nothing to withhold.
+    pub shown: bool,
     pub excluded: bool,
     /// When the result was observed, in seconds since the Unix epoch.
     pub at: u64,
@@ -263,6 +295,7 @@ impl Default for Health {
                 failing: Default::default(),
                 on_request: Default::default(),
                 entries: RwLock::default(),
+                heartbeats: Mutex::new(None),
                 watchers: Mutex::new(Watchers {
                     reported: [false, true],
                     next_id: 0,
@@ -460,13 +493,139 @@ impl Health {
             if failing {
                 self.count_failing(kind, true);
             }
-            if matches!(entry.state, EntryState::OnRequest { .. }) {
+            if entry.state.on_request() {
                 self.inner.on_request[kind as usize].fetch_add(1, Ordering::SeqCst);
             }
             entries.push(entry);
         }
         self.changed(kind);
         Ok(())
+    }
+
+    /// Registers a heartbeat, starting the thread that watches heartbeats if
+    /// it is the first.
+    pub(crate) fn add_heartbeat(&self, name: &str, period: Duration) -> Result<Arc<Pulse>, Error> {
+        if period.is_zero() || period > LONGEST {
+            return Err(
+                invalid("a heartbeat's period must be more than zero and at most a year").into(),
+            );
+        }
+        let alarm = self.heartbeat_alarm()?;
+        let pulse = Arc::new(Pulse::new(period, alarm.clone()));
+        self.register(
+            self.entry(name, Kind::Liveness, EntryState::Heartbeat(pulse.clone())),
+            false,
+        )?;
+        alarm.poke(); // a new deadline to wait for
+        Ok(pulse)
+    }
+
+    /// Registers a thread guard, alive.
+    pub(crate) fn add_guard(&self, name: &str) -> Result<Arc<Fate>, Error> {
+        let fate = Arc::new(Fate::default());
+        self.register(
+            self.entry(name, Kind::Liveness, EntryState::Guard(fate.clone())),
+            false,
+        )?;
+        Ok(fate)
+    }
+
+    fn entry(&self, name: &str, kind: Kind, state: EntryState) -> Arc<Entry> {
+        Arc::new(Entry {
+            name: name.to_string(),
+            kind,
+            state,
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// A guarded thread died: liveness fails, with `reason`, once.
+    pub(crate) fn guard_failed(&self, name: &str, fate: &Fate, reason: String) {
+        {
+            let mut died = lock(&fate.died);
+            if died.is_some() {
+                return;
+            }
+            *died = Some(reason.clone());
+        }
+        self.count_failing(Kind::Liveness, true);
+        self.check_changed(name, Err(reason));
+        self.changed(Kind::Liveness);
+    }
+
+    /// Unregisters a heartbeat or guard that ended on purpose.
+    pub(crate) fn remove(&self, name: &str) {
+        let removed = {
+            let mut entries = write(&self.inner.entries);
+            let Some(at) = entries.iter().position(|e| e.name == name) else {
+                return;
+            };
+            entries.remove(at)
+        };
+        let kind = removed.kind;
+        if removed.state.on_request() {
+            self.inner.on_request[kind as usize].fetch_sub(1, Ordering::SeqCst);
+        }
+        if let EntryState::Guard(fate) = &removed.state {
+            if fate.reason().is_some() {
+                self.count_failing(kind, false);
+            }
+        }
+        self.changed(kind);
+    }
+
+    /// The alarm of the thread that watches heartbeats, started on first use.
+    fn heartbeat_alarm(&self) -> io::Result<Arc<Wake>> {
+        let mut slot = lock(&self.inner.heartbeats);
+        if let Some(alarm) = slot.as_ref() {
+            return Ok(alarm.clone());
+        }
+        let alarm = Arc::new(Wake::default());
+        let (weak, woken) = (Arc::downgrade(&self.inner), alarm.clone());
+        thread::Builder::new()
+            .name("healthz-heartbeats".into())
+            .spawn(move || loop {
+                let next = match weak.upgrade() {
+                    Some(inner) => Health { inner }.check_heartbeats(),
+                    None => return,
+                };
+                let wait = next.map(|at| at.saturating_duration_since(Instant::now()));
+                if !woken.wait(wait) {
+                    return;
+                }
+            })?;
+        *slot = Some(alarm.clone());
+        Ok(alarm)
+    }
+
+    /// Reports every heartbeat that fell overdue or recovered since the last
+    /// look; returns when the next one falls due unless it beats.
+    fn check_heartbeats(&self) -> Option<Instant> {
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
+        let mut next: Option<Instant> = None;
+        let mut flipped = None;
+        for entry in &entries {
+            let EntryState::Heartbeat(pulse) = &entry.state else {
+                continue;
+            };
+            let reason = pulse.overdue_reason();
+            let overdue = reason.is_some();
+            if pulse.overdue.swap(overdue, Ordering::SeqCst) != overdue {
+                self.check_changed(&entry.name, reason.map_or(Ok(()), Err));
+                flipped = Some(entry.kind);
+            }
+            // A beat that came as it was marked overdue was not seen by it: look again.
+            let due = match overdue && pulse.overdue_reason().is_none() {
+                true => Instant::now(),
+                false if overdue => continue,
+                false => pulse.deadline() + Duration::from_millis(1),
+            };
+            next = Some(next.map_or(due, |next| next.min(due)));
+        }
+        if let Some(kind) = flipped {
+            self.changed(kind);
+        }
+        next
     }
 
     /// Runs a background check on its own thread until the last clone of this
@@ -642,6 +801,7 @@ impl Health {
             name: name.to_string(),
             status: if ok { Status::Pass } else { Status::Fail },
             reason: (!ok).then(|| reason.to_string()),
+            shown: false,
             excluded: false,
             at,
         };
@@ -685,7 +845,7 @@ impl Health {
                     .iter()
                     .find(|e| e.kind == kind && e.name == item.name);
                 let check = entry.and_then(|entry| match &entry.state {
-                    EntryState::Target(_) => None,
+                    EntryState::Target(_) | EntryState::Heartbeat(_) | EntryState::Guard(_) => None,
                     EntryState::OnRequest { runner, .. }
                     | EntryState::Background { runner, .. } => Some((
                         runner.last_duration(),

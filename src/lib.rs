@@ -128,6 +128,7 @@ mod server;
 mod shutdown;
 mod socket;
 mod sync;
+mod worker;
 
 pub use check::{Check, CheckResult};
 pub use error::Error;
@@ -138,6 +139,7 @@ pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
 pub use socket::{Address, Listener};
+pub use worker::{Heartbeat, ThreadGuard};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

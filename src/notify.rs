@@ -412,10 +412,10 @@ mod tests {
     mod linux {
         use super::super::*;
         use crate::check::Check;
+        use crate::sync::lock;
         use std::os::unix::net::UnixDatagram;
         use std::path::PathBuf;
         use std::sync::atomic::AtomicBool;
-        use crate::sync::lock;
         use std::sync::{mpsc, Mutex};
 
         const PATIENCE: Duration = Duration::from_secs(10);

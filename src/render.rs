@@ -16,7 +16,7 @@ pub(crate) fn verbose(report: &Report, endpoint: &str, show_reasons: bool) -> Ve
         } else if item.status != Status::Fail {
             let _ = writeln!(out, "[+]{} ok", item.name);
         } else {
-            let reason = match (&item.reason, show_reasons) {
+            let reason = match (&item.reason, show_reasons || item.shown) {
                 (Some(reason), true) => reason.as_str(),
                 _ => "reason withheld",
             };
@@ -65,7 +65,7 @@ pub(crate) fn json(report: &Report, show_reasons: bool) -> Vec<u8> {
             Status::Fail => "fail",
         });
         out.push('"');
-        if let (Some(reason), true) = (&item.reason, show_reasons) {
+        if let (Some(reason), true) = (&item.reason, show_reasons || item.shown) {
             out.push_str(",\"output\":\"");
             escape_into(&mut out, reason);
             out.push('"');
@@ -127,6 +127,7 @@ mod tests {
             name: name.into(),
             status,
             reason: reason.map(Into::into),
+            shown: false,
             excluded: false,
             at: 1_764_108_000,
         }

@@ -1,0 +1,285 @@
+//! Worker liveness: a [`Heartbeat`] for a loop that must keep making
+//! progress, and a [`ThreadGuard`] for a thread that must not die. Both are
+//! liveness entries of a [`Health`]; this file holds their handles, the state
+//! each shares with the health state, and the panic hook that gives a guard
+//! its thread's panic message.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::panic;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::check::shorten;
+use crate::error::Error;
+use crate::health::Health;
+use crate::sync::{lock, Wake};
+
+/// A loop's promise to make progress: [`beat`](Heartbeat::beat) at least once
+/// every period, or liveness fails (`/livez` answers 503, naming it and how
+/// overdue it is, and systemd's watchdog stops being pinged). The first
+/// period counts from [`Health::heartbeat`].
+///
+/// `beat` is one read of the monotonic clock and one atomic store (plus one
+/// atomic load): cheap enough for a hot loop. A server without heartbeats
+/// pays nothing for them.
+///
+/// Clones beat the same heartbeat. **Dropping it does not unregister it**:
+/// a worker whose thread died with its heartbeat stops beating, and
+/// liveness fails, which is the point. A worker that ends on purpose says so
+/// with [`retire`](Heartbeat::retire).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let health = healthz::Health::new();
+/// let consumer = health.heartbeat("consumer", Duration::from_secs(30))?;
+/// let worker = std::thread::spawn(move || {
+///     for _message in 0..3 {
+///         // ... handle one message ...
+///         consumer.beat();
+///     }
+///     consumer.retire(); // done on purpose: no longer part of liveness
+/// });
+/// worker.join().unwrap();
+/// assert!(health.is_alive());
+/// # Ok::<(), healthz::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Heartbeat {
+    health: Health,
+    name: Arc<str>,
+    pulse: Arc<Pulse>,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(health: Health, name: &str, pulse: Arc<Pulse>) -> Heartbeat {
+        Heartbeat {
+            health,
+            name: name.into(),
+            pulse,
+        }
+    }
+
+    /// Says the loop made progress: the period starts again from now. A beat
+    /// that ends an overdue spell makes liveness pass at once.
+    pub fn beat(&self) {
+        self.pulse.beat();
+    }
+
+    /// The name it was registered under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Unregisters it: the worker ended on purpose, and liveness no longer
+    /// waits for its beats. Other clones stop counting too.
+    pub fn retire(self) {
+        self.health.remove(&self.name);
+    }
+}
+
+impl fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("name", &self.name)
+            .field("period", &self.pulse.period)
+            .field("since_last_beat", &self.pulse.since_last())
+            .finish()
+    }
+}
+
+/// What a heartbeat shares with the health state.
+pub(crate) struct Pulse {
+    epoch: Instant,
+    /// The last beat, in nanoseconds since `epoch` (0: none yet, so the
+    /// first period counts from registration).
+    last: AtomicU64,
+    pub period: Duration,
+    /// Set while the health state counts it overdue: the next beat wakes
+    /// the watcher, which says it recovered.
+    pub overdue: AtomicBool,
+    alarm: Arc<Wake>,
+}
+
+impl Pulse {
+    pub fn new(period: Duration, alarm: Arc<Wake>) -> Pulse {
+        Pulse {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+            period,
+            overdue: AtomicBool::new(false),
+            alarm,
+        }
+    }
+
+    fn beat(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::SeqCst);
+        if self.overdue.load(Ordering::SeqCst) {
+            self.alarm.poke();
+        }
+    }
+
+    fn since_last(&self) -> Duration {
+        let last = Duration::from_nanos(self.last.load(Ordering::SeqCst));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// When it becomes overdue unless it beats first.
+    pub fn deadline(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.last.load(Ordering::SeqCst)) + self.period
+    }
+
+    /// Why it fails, if it is overdue now: how long since the last beat.
+    pub fn overdue_reason(&self) -> Option<String> {
+        let since = self.since_last();
+        (since > self.period).then(|| {
+            format!(
+                "no beat for {:.1} s (period {:.1} s)",
+                since.as_secs_f64(),
+                self.period.as_secs_f64()
+            )
+        })
+    }
+}
+
+/// A worker thread's promise not to end unannounced: held by the thread, it
+/// fails liveness when the thread unwinds from a panic (the reason is the
+/// panic's message, shown as [`Server::show_reasons`](crate::Server::show_reasons)
+/// allows) or when it is dropped without [`finish`](ThreadGuard::finish).
+/// The rest of the process goes on serving, and `/livez` answers 503 until
+/// a restart. It costs nothing while the thread runs; works in spawned and
+/// scoped threads alike.
+///
+/// The panic message comes from a panic hook that healthz adds, once, in
+/// front of the one in place (which still runs); a hook set later in its
+/// place leaves the reason as `panicked`.
+///
+/// ```
+/// let health = healthz::Health::new();
+/// let guard = health.thread_guard("indexer")?;
+/// std::thread::scope(|s| {
+///     s.spawn(move || {
+///         // ... the worker's loop; a panic here fails liveness ...
+///         guard.finish(); // ended on purpose
+///     });
+/// });
+/// assert!(health.is_alive());
+/// # Ok::<(), healthz::Error>(())
+/// ```
+pub struct ThreadGuard {
+    health: Health,
+    name: String,
+    fate: Arc<Fate>,
+    finished: bool,
+}
+
+impl ThreadGuard {
+    pub(crate) fn new(health: Health, name: &str, fate: Arc<Fate>) -> ThreadGuard {
+        record_panics();
+        ThreadGuard {
+            health,
+            name: name.to_string(),
+            fate,
+            finished: false,
+        }
+    }
+
+    /// The thread ends on purpose: the guard is unregistered, and liveness
+    /// no longer counts it.
+    pub fn finish(mut self) {
+        self.finished = true;
+        self.health.remove(&self.name);
+    }
+
+    /// The name it was registered under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let reason = if thread::panicking() {
+            let message = LAST_PANIC.with(|last| last.borrow_mut().take());
+            shorten(format!(
+                "panicked: {}",
+                message.as_deref().unwrap_or("no message")
+            ))
+        } else {
+            "the thread ended without finish()".to_string()
+        };
+        self.health.guard_failed(&self.name, &self.fate, reason);
+    }
+}
+
+impl fmt::Debug for ThreadGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadGuard")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a thread guard shares with the health state: why its thread died,
+/// once it has.
+#[derive(Debug, Default)]
+pub(crate) struct Fate {
+    pub died: Mutex<Option<String>>,
+}
+
+impl Fate {
+    pub fn reason(&self) -> Option<String> {
+        lock(&self.died).clone()
+    }
+}
+
+thread_local! {
+    /// The message of the panic this thread is unwinding from, if any.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Puts a hook in front of the panic hook in place, once per process, that
+/// keeps each panic's message for the panicking thread's guard.
+fn record_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned());
+            // A thread being torn down may have no thread-locals left.
+            let _ = LAST_PANIC.try_with(|last| *last.borrow_mut() = message);
+            previous(info);
+        }));
+    });
+}
+
+impl Health {
+    /// Registers a liveness heartbeat called `name`: liveness fails when no
+    /// [`beat`](Heartbeat::beat) has come for `period` (the first period counts
+    /// from now), and passes again at the next beat. Names and errors as for
+    /// [`target`](Health::target); a zero period or one over a year is
+    /// `InvalidInput`.
+    pub fn heartbeat(&self, name: &str, period: Duration) -> Result<Heartbeat, Error> {
+        let pulse = self.add_heartbeat(name, period)?;
+        Ok(Heartbeat::new(self.clone(), name, pulse))
+    }
+
+    /// Registers a thread guard called `name`, alive until the thread that
+    /// holds it panics or drops it without [`finish`](ThreadGuard::finish).
+    /// Names and errors as for [`target`](Health::target).
+    pub fn thread_guard(&self, name: &str) -> Result<ThreadGuard, Error> {
+        let fate = self.add_guard(name)?;
+        Ok(ThreadGuard::new(self.clone(), name, fate))
+    }
+}
