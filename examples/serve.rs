@@ -10,6 +10,7 @@
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Duration;
 
 const HELP: &str = "\
@@ -17,7 +18,8 @@ serve: a healthz server controlled through stdin
 
 USAGE:
     serve [--addr HOST:PORT | --unix PATH] [--not-ready] [--target NAME]...
-          [--liveness-target NAME]... [--systemd] [--metrics]
+          [--liveness-target NAME]... [--heartbeat NAME=DURATION]...
+          [--thread NAME]... [--systemd] [--metrics]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
@@ -34,6 +36,12 @@ OPTIONS:
     --liveness-target NAME
                        register a liveness target NAME, starting alive
                        (repeatable)
+    --heartbeat NAME=DURATION
+                       register a heartbeat NAME: liveness fails when no
+                       `beat NAME` comes for DURATION (repeatable)
+    --thread NAME      start a demo worker thread NAME holding a thread
+                       guard: `panic NAME` makes it panic, which fails
+                       liveness (repeatable)
     --systemd          speak systemd's notify protocol: READY=1, STATUS=,
                        STOPPING=1, and WATCHDOG=1 while alive (does nothing
                        unless systemd sets NOTIFY_SOCKET)
@@ -57,6 +65,8 @@ STDIN COMMANDS, one per line:
     not-ready NAME     mark target NAME not ready
     alive NAME         mark liveness target NAME alive
     not-alive NAME     mark liveness target NAME not alive
+    beat NAME          beat heartbeat NAME
+    panic NAME         make worker thread NAME panic
     drain              fail readiness at once, keep serving for the drain
                        delay (liveness still passes), then shut down
     shutdown           shut down gracefully and exit
@@ -77,6 +87,8 @@ struct Options {
     ready: bool,
     targets: Vec<String>,
     liveness_targets: Vec<String>,
+    heartbeats: Vec<(String, Duration)>,
+    threads: Vec<String>,
     systemd: bool,
     metrics: bool,
     drain_delay: Duration,
@@ -91,6 +103,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         ready: true,
         targets: Vec::new(),
         liveness_targets: Vec::new(),
+        heartbeats: Vec::new(),
+        threads: Vec::new(),
         systemd: false,
         metrics: false,
         drain_delay: Duration::from_secs(5),
@@ -114,6 +128,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--liveness-target" => options
                 .liveness_targets
                 .push(args.next().ok_or("--liveness-target needs a NAME")?),
+            "--heartbeat" => {
+                let spec = args.next().ok_or("--heartbeat needs NAME=DURATION")?;
+                let (name, period) = spec
+                    .split_once('=')
+                    .ok_or(format!("--heartbeat {spec}: expected NAME=DURATION"))?;
+                let period = parse_duration(period)
+                    .ok_or(format!("--heartbeat {spec}: bad duration `{period}`"))?;
+                options.heartbeats.push((name.to_string(), period));
+            }
+            "--thread" => options
+                .threads
+                .push(args.next().ok_or("--thread needs a NAME")?),
             "--systemd" => options.systemd = true,
             "--metrics" => options.metrics = true,
             "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
@@ -171,6 +197,30 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut heartbeats = Vec::new();
+    for (name, period) in &options.heartbeats {
+        match health.heartbeat(name, *period) {
+            Ok(heartbeat) => heartbeats.push(heartbeat),
+            Err(e) => {
+                eprintln!("error: --heartbeat {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut threads = Vec::new();
+    for name in &options.threads {
+        match health.thread_guard(name).map(|guard| worker(name, guard)) {
+            Ok(Ok(worker)) => threads.push(worker),
+            Ok(Err(e)) => {
+                eprintln!("error: --thread {name}: cannot start it: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: --thread {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let server = healthz::Server::new(health.clone())
         .notify_systemd(options.systemd)
         .metrics(options.metrics)
@@ -180,6 +230,8 @@ fn main() -> ExitCode {
         health,
         targets,
         liveness_targets,
+        heartbeats,
+        threads,
         drain_delay: options.drain_delay,
     };
     match &options.unix {
@@ -208,7 +260,26 @@ struct Control {
     health: healthz::Health,
     targets: Vec<healthz::Target>,
     liveness_targets: Vec<healthz::LivenessTarget>,
+    heartbeats: Vec<healthz::Heartbeat>,
+    /// Each demo worker's name, and how to tell it to panic.
+    threads: Vec<(String, mpsc::Sender<()>)>,
     drain_delay: Duration,
+}
+
+/// A demo worker thread holding `guard`: it waits for a word to panic, and
+/// finishes on purpose when serve stops (its sender is dropped).
+fn worker(name: &str, guard: healthz::ThreadGuard) -> io::Result<(String, mpsc::Sender<()>)> {
+    let (tell, told) = mpsc::channel::<()>();
+    let who = name.to_string();
+    std::thread::Builder::new()
+        .name(format!("worker-{name}"))
+        .spawn(move || {
+            if told.recv().is_ok() {
+                panic!("worker {who} was told to panic");
+            }
+            guard.finish();
+        })?;
+    Ok((name.to_string(), tell))
 }
 
 impl Control {
@@ -219,6 +290,8 @@ impl Control {
             health,
             targets,
             liveness_targets,
+            heartbeats,
+            threads,
             drain_delay,
         } = self;
         let mut stdout = io::stdout().lock();
@@ -251,6 +324,18 @@ impl Control {
                         ),
                     }
                 }
+                ["beat", name] => match heartbeats.iter().find(|h| h.name() == name) {
+                    Some(heartbeat) => heartbeat.beat(),
+                    None => {
+                        eprintln!("unknown heartbeat `{name}`; start with --heartbeat {name}=5s")
+                    }
+                },
+                ["panic", name] => match threads.iter().find(|(n, _)| n == name) {
+                    Some((_, tell)) => {
+                        let _ = tell.send(());
+                    }
+                    None => eprintln!("unknown worker thread `{name}`; start with --thread {name}"),
+                },
                 ["drain"] => {
                     drain = true;
                     break;
@@ -259,7 +344,7 @@ impl Control {
                 [] => {}
                 _ => eprintln!(
                     "unknown command `{}`; expected ready, not-ready, ready NAME, not-ready NAME, \
-                     alive NAME, not-alive NAME, drain or shutdown",
+                     alive NAME, not-alive NAME, beat NAME, panic NAME, drain or shutdown",
                     line.trim()
                 ),
             }

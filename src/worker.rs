@@ -138,7 +138,7 @@ impl Pulse {
         let since = self.since_last();
         (since > self.period).then(|| {
             format!(
-                "no beat for {:.1} s (period {:.1} s)",
+                "no beat for {:.3} s (period {:.3} s)",
                 since.as_secs_f64(),
                 self.period.as_secs_f64()
             )

@@ -106,6 +106,10 @@ fn serve_help_and_usage_errors() {
         "--metrics",
         "--unix PATH",
         "listening on unix:PATH",
+        "--heartbeat NAME=DURATION",
+        "beat NAME",
+        "--thread NAME",
+        "panic NAME",
     ] {
         assert!(text.contains(word), "--help does not mention {word}");
     }
@@ -196,4 +200,22 @@ fn serve_listens_on_a_unix_socket_says_so_first_and_removes_it_on_exit() {
     assert!(stderr.contains("exists and is not a socket"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn serve_heartbeats_and_worker_threads_from_the_command_line() {
+    let mut serve = Serve::start(&["--heartbeat", "consumer=300ms", "--thread", "indexer"]);
+    // Nobody beats: the heartbeat falls overdue after its period.
+    serve.expect_stderr("liveness changed: not alive (failing: consumer)");
+    assert_eq!(get(&serve.addr, "/livez").status, 503);
+    assert_eq!(get(&serve.addr, "/readyz").status, 200);
+    serve.command("beat consumer");
+    serve.expect_stderr("check consumer passes");
+    serve.command("panic indexer");
+    serve.expect_stderr("check indexer failed: panicked: worker indexer was told to panic");
+    let verbose = get(&serve.addr, "/livez/indexer");
+    assert_eq!(verbose.status, 503);
+    assert_eq!(get(&serve.addr, "/healthz").status, 200, "still serving");
+    serve.command("shutdown");
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
 }

@@ -310,3 +310,25 @@ fn an_unreadable_watchdog_interval_is_reported_once() {
     assert_eq!(systemd.next(), "STOPPING=1");
     exits_0(&mut serve);
 }
+
+#[test]
+fn an_overdue_heartbeat_stops_the_watchdog_and_a_beat_resumes_it_at_once() {
+    let systemd = Systemd::on_path();
+    // Pings every 100 ms; the heartbeat falls overdue 400 ms after start.
+    let env = [systemd.env(), ("WATCHDOG_USEC", "400000")];
+    let args = ["--systemd", "--heartbeat", "consumer=400ms"];
+    let mut serve = Serve::start_with_env(&args, &env);
+    assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
+    assert_eq!(systemd.next(), "WATCHDOG=1", "pings within the first period");
+    serve.expect_stderr("liveness changed: not alive (failing: consumer)");
+    // The pings sent before it fell overdue (and one decided as it did) wait
+    // in the socket; once they are read, none comes.
+    let _before = systemd.during(Duration::from_millis(200));
+    let late = systemd.during(Duration::from_millis(400));
+    assert!(late.is_empty(), "pings while overdue: {late:?}");
+    serve.command("beat consumer");
+    assert_eq!(systemd.next(), "WATCHDOG=1", "pings resume with the beat");
+    serve.command("shutdown");
+    assert_eq!(systemd.next_not_ping(), "STOPPING=1");
+    exits_0(&mut serve);
+}

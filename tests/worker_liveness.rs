@@ -37,14 +37,21 @@ fn an_overdue_heartbeat_fails_liveness_within_its_period_and_a_beat_passes_at_on
     let took = created.elapsed();
     assert_eq!(event, "liveness changed: not alive (failing: consumer)");
     assert!(took >= period, "overdue after {took:?}");
-    assert!(took < period + Duration::from_secs(2), "overdue after {took:?}");
+    assert!(
+        took < period + Duration::from_secs(2),
+        "overdue after {took:?}"
+    );
     assert_eq!(get(addr, "/livez").status, 503);
-    assert_eq!(get(addr, "/readyz").status, 200, "readiness never hears of it");
+    assert_eq!(
+        get(addr, "/readyz").status,
+        200,
+        "readiness never hears of it"
+    );
     // Named, and how overdue, even with reasons withheld: these are our words.
     let verbose = get(addr, "/livez?verbose");
     let text = verbose.text();
     assert!(text.contains("[-]consumer failed: no beat for "), "{text}");
-    assert!(text.contains(" s (period 0.3 s)\n"), "{text}");
+    assert!(text.contains(" s (period 0.300 s)\n"), "{text}");
     let metrics = get(addr, "/metrics");
     assert!(metrics.text().contains("\nhealthz_alive 0\n"));
     assert!(metrics
