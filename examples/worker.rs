@@ -1,7 +1,8 @@
 //! A synchronous service with two components that report their own health:
 //! a queue consumer and a cache warmer. Each registers a readiness target and
-//! flips it as it works; the consumer's loop also proves liveness; a
-//! background check watches the cache's freshness. At the end the service
+//! flips it as it works; each thread holds a thread guard (a panic fails
+//! liveness); the consumer's loop beats a heartbeat (a stall fails liveness);
+//! a background check watches the cache's freshness. At the end the service
 //! drains (readiness fails, liveness holds, it keeps serving) and stops.
 //!
 //! ```text
@@ -62,28 +63,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Consumes jobs from a queue it must first connect to. Ready while connected;
-/// its loop ticking is what liveness means for this service.
+/// its loop making progress, and its thread being alive, is what liveness
+/// means for this service.
 fn start_consumer(
     health: &Health,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let ready = health.target("queue")?;
-    let last_tick = Arc::new(AtomicU64::new(0));
-    let epoch = Instant::now();
-    let ticks = last_tick.clone();
-    // Liveness: the loop has ticked within the last 2 s (a stall means restart).
-    health.add_liveness_check(
-        Check::new("consumer-loop", move || {
-            let idle =
-                (epoch.elapsed().as_millis() as u64).saturating_sub(ticks.load(Ordering::SeqCst));
-            if idle < 2_000 {
-                Ok(())
-            } else {
-                Err(format!("no tick for {idle} ms").into())
-            }
-        })
-        .timeout(Duration::from_millis(100)),
-    )?;
+    // Liveness: the loop beats at least every 2 s (a stall means restart)...
+    let heartbeat = health.heartbeat("consumer-loop", Duration::from_secs(2))?;
+    // ... and its thread has not died (a panic means restart).
+    let guard = health.thread_guard("consumer")?;
 
     let (jobs, queue) = mpsc::channel::<u32>();
     thread::Builder::new()
@@ -103,7 +93,7 @@ fn start_consumer(
             ready.ready();
             let mut handled = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                last_tick.store(epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+                heartbeat.beat();
                 match queue.recv_timeout(Duration::from_millis(200)) {
                     Ok(_job) => handled += 1,
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -121,6 +111,9 @@ fn start_consumer(
                 }
             }
             eprintln!("worker: consumer handled {handled} jobs");
+            // Ending on purpose: no longer part of liveness.
+            heartbeat.retire();
+            guard.finish();
         })
 }
 
@@ -131,6 +124,7 @@ fn start_cache_warmer(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let ready = health.target("cache")?;
+    let guard = health.thread_guard("cache-warmer")?;
     let refreshed = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
     let seen = refreshed.clone();
@@ -159,5 +153,6 @@ fn start_cache_warmer(
                 thread::sleep(Duration::from_millis(500));
                 refreshed.store(epoch.elapsed().as_secs(), Ordering::SeqCst);
             }
+            guard.finish();
         })
 }

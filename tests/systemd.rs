@@ -319,7 +319,11 @@ fn an_overdue_heartbeat_stops_the_watchdog_and_a_beat_resumes_it_at_once() {
     let args = ["--systemd", "--heartbeat", "consumer=400ms"];
     let mut serve = Serve::start_with_env(&args, &env);
     assert_eq!(systemd.next(), "READY=1\nSTATUS=ready");
-    assert_eq!(systemd.next(), "WATCHDOG=1", "pings within the first period");
+    assert_eq!(
+        systemd.next(),
+        "WATCHDOG=1",
+        "pings within the first period"
+    );
     serve.expect_stderr("liveness changed: not alive (failing: consumer)");
     // The pings sent before it fell overdue (and one decided as it did) wait
     // in the socket; once they are read, none comes.
