@@ -12,8 +12,8 @@ use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
 use crate::error::{invalid, refused, Error, LONGEST};
 use crate::event::{deliver, Event, Hook};
+use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, read, write, Latch, Wake};
-use crate::worker::{Fate, Pulse};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay far below 10 KiB).
 pub(crate) const MAX_ENTRIES: usize = 32;

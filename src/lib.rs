@@ -123,6 +123,7 @@ mod http;
 mod metrics;
 mod notify;
 mod probe;
+mod pulse;
 mod registry;
 mod render;
 mod route;

@@ -1,21 +1,20 @@
 //! Worker liveness: a [`Heartbeat`] for a loop that must keep making
 //! progress, and a [`ThreadGuard`] for a thread that must not die. Both are
-//! liveness entries of a [`Health`]; this file holds their handles, the state
-//! each shares with the health state, and the panic hook that gives a guard
-//! its thread's panic message.
+//! liveness entries of a [`Health`]; this file holds their handles and the
+//! panic hook that gives a guard its thread's panic message (the state each
+//! shares with the health state is in `pulse.rs`).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::panic;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::check::shorten;
 use crate::error::Error;
 use crate::health::Health;
-use crate::sync::{lock, Wake};
+use crate::pulse::{Fate, Pulse};
 
 /// A loop's promise to make progress: [`beat`](Heartbeat::beat) at least once
 /// every period, or liveness fails (`/livez` answers 503, naming it and how
@@ -88,61 +87,6 @@ impl fmt::Debug for Heartbeat {
             .field("period", &self.pulse.period)
             .field("since_last_beat", &self.pulse.since_last())
             .finish()
-    }
-}
-
-/// What a heartbeat shares with the health state.
-pub(crate) struct Pulse {
-    epoch: Instant,
-    /// The last beat, in nanoseconds since `epoch` (0: none yet, so the
-    /// first period counts from registration).
-    last: AtomicU64,
-    pub period: Duration,
-    /// Set while the health state counts it overdue: the next beat wakes
-    /// the watcher, which says it recovered.
-    pub overdue: AtomicBool,
-    alarm: Arc<Wake>,
-}
-
-impl Pulse {
-    pub fn new(period: Duration, alarm: Arc<Wake>) -> Pulse {
-        Pulse {
-            epoch: Instant::now(),
-            last: AtomicU64::new(0),
-            period,
-            overdue: AtomicBool::new(false),
-            alarm,
-        }
-    }
-
-    fn beat(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::SeqCst);
-        if self.overdue.load(Ordering::SeqCst) {
-            self.alarm.poke();
-        }
-    }
-
-    fn since_last(&self) -> Duration {
-        let last = Duration::from_nanos(self.last.load(Ordering::SeqCst));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-
-    /// When it becomes overdue unless it beats first.
-    pub fn deadline(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.last.load(Ordering::SeqCst)) + self.period
-    }
-
-    /// Why it fails, if it is overdue now: how long since the last beat.
-    pub fn overdue_reason(&self) -> Option<String> {
-        let since = self.since_last();
-        (since > self.period).then(|| {
-            format!(
-                "no beat for {:.3} s (period {:.3} s)",
-                since.as_secs_f64(),
-                self.period.as_secs_f64()
-            )
-        })
     }
 }
 
@@ -224,19 +168,6 @@ impl fmt::Debug for ThreadGuard {
         f.debug_struct("ThreadGuard")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// What a thread guard shares with the health state: why its thread died,
-/// once it has.
-#[derive(Debug, Default)]
-pub(crate) struct Fate {
-    pub died: Mutex<Option<String>>,
-}
-
-impl Fate {
-    pub fn reason(&self) -> Option<String> {
-        lock(&self.died).clone()
     }
 }
 
