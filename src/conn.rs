@@ -7,12 +7,12 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use crate::counters::Counters;
 use crate::date;
 use crate::error::client_went_away;
 use crate::event::{Event, Events};
 use crate::health::Health;
 use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
-use crate::metrics::Counters;
 use crate::registry::{Registered, Registry, State};
 use crate::route::{self, Routes};
 use crate::socket::{Address, Stream};

@@ -115,6 +115,7 @@
 mod accept;
 mod check;
 mod conn;
+mod counters;
 mod date;
 mod error;
 mod event;

@@ -1,180 +1,144 @@
-//! Health as Prometheus metrics: the server's counters, and `/metrics` in
-//! the text exposition format (version 0.0.4). Counting costs one relaxed
-//! atomic add per answer; rendering takes one snapshot of the health state,
-//! which runs on-request checks as a probe does.
+//! `/metrics`: health and the server's counters in Prometheus' text
+//! exposition format (version 0.0.4), from one snapshot of each (the health
+//! snapshot runs on-request checks as a probe does).
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::health::{Health, Kind};
+use crate::counters::{Counters, Counts};
+use crate::health::{Gauge, Health, Kind, Snapshot};
 
 /// The content type of the text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Every status the server answers with, in the order they are shown.
-const STATUSES: [u16; 13] = [
-    200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 0,
-];
-
-/// What one server counts over its life.
-#[derive(Default)]
-pub(crate) struct Counters {
-    accepted: AtomicU64,
-    evicted: AtomicU64,
-    malformed: AtomicU64,
-    /// Answers by status, indexed as [`STATUSES`] (the last slot: any other).
-    answered: [AtomicU64; STATUSES.len()],
-}
-
-impl Counters {
-    pub fn accepted(&self) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn evicted(&self) {
-        self.evicted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn malformed(&self) {
-        self.malformed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn answered(&self, status: u16) {
-        let at = STATUSES.iter().position(|s| *s == status);
-        let at = at.unwrap_or(STATUSES.len() - 1);
-        self.answered[at].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Connections accepted so far.
-    pub fn connections(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
+/// One metric family: `# HELP` and `# TYPE`, then its samples, each a set
+/// of labels (empty for none) and a value.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, String)>,
 }
 
 /// `/metrics`: health and the server's counters, each family with `# HELP`
-/// and `# TYPE`, names as Prometheus' conventions have them.
+/// and `# TYPE`, names as Prometheus' conventions have them. Reads one
+/// snapshot of health and one of the counters.
 pub(crate) fn render(health: &Health, counters: &Counters) -> Vec<u8> {
+    let mut families = health_families(&health.snapshot());
+    families.extend(counter_families(&counters.counts()));
     let mut out = String::new();
-    let flag = |b: bool| u8::from(b);
-    family(
-        &mut out,
-        "healthz_ready",
-        "gauge",
-        "Whether the service is ready (1) or not (0), as /readyz would answer now.",
-    );
-    let snapshot = health.snapshot();
-    let _ = writeln!(out, "healthz_ready {}", flag(snapshot.ready));
-    family(
-        &mut out,
-        "healthz_alive",
-        "gauge",
-        "Whether the service is alive (1) or not (0), as /livez would answer now.",
-    );
-    let _ = writeln!(out, "healthz_alive {}", flag(snapshot.alive));
-    family(
-        &mut out,
-        "healthz_draining",
-        "gauge",
-        "Whether the server is draining before shutdown (1) or not (0).",
-    );
-    let _ = writeln!(out, "healthz_draining {}", flag(snapshot.draining));
-
-    let gauges = snapshot.gauges;
-    family(
-        &mut out,
-        "healthz_check",
-        "gauge",
-        "Whether each target and check passes (1) or fails (0); type is readyz or livez.",
-    );
-    for gauge in &gauges {
-        let labels = labels(&gauge.name, gauge.kind);
-        let _ = writeln!(out, "healthz_check{{{labels}}} {}", flag(gauge.passing));
-    }
-    family(
-        &mut out,
-        "healthz_check_duration_seconds",
-        "gauge",
-        "How long each check's last finished run took.",
-    );
-    for gauge in &gauges {
-        if let Some((Some(took), _)) = gauge.check {
-            let labels = labels(&gauge.name, gauge.kind);
-            let _ = writeln!(
-                out,
-                "healthz_check_duration_seconds{{{labels}}} {:.6}",
-                took.as_secs_f64()
-            );
-        }
-    }
-    family(
-        &mut out,
-        "healthz_check_failures_total",
-        "counter",
-        "Runs of each check that failed, timed out or panicked.",
-    );
-    for gauge in &gauges {
-        if let Some((_, failures)) = gauge.check {
-            let labels = labels(&gauge.name, gauge.kind);
-            let _ = writeln!(out, "healthz_check_failures_total{{{labels}}} {failures}");
-        }
-    }
-
-    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-    family(
-        &mut out,
-        "healthz_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-    );
-    let _ = writeln!(
-        out,
-        "healthz_connections_accepted_total {}",
-        load(&counters.accepted)
-    );
-    family(
-        &mut out,
-        "healthz_connections_evicted_total",
-        "counter",
-        "Connections closed to make room at the connection cap.",
-    );
-    let _ = writeln!(
-        out,
-        "healthz_connections_evicted_total {}",
-        load(&counters.evicted)
-    );
-    family(
-        &mut out,
-        "healthz_requests_total",
-        "counter",
-        "Requests answered, by status code.",
-    );
-    for (status, counter) in STATUSES.iter().zip(&counters.answered) {
-        let count = load(counter);
-        if count > 0 {
-            let code = if *status == 0 {
-                "other".to_string()
-            } else {
-                status.to_string()
+    for Family {
+        name,
+        kind,
+        help,
+        samples,
+    } in &families
+    {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = match labels.is_empty() {
+                true => writeln!(out, "{name} {value}"),
+                false => writeln!(out, "{name}{{{labels}}} {value}"),
             };
-            let _ = writeln!(out, "healthz_requests_total{{code=\"{code}\"}} {count}");
         }
     }
-    family(
-        &mut out,
-        "healthz_requests_malformed_total",
-        "counter",
-        "Requests refused as malformed or oversized (400, 414, 431, 501).",
-    );
-    let _ = writeln!(
-        out,
-        "healthz_requests_malformed_total {}",
-        load(&counters.malformed)
-    );
     out.into_bytes()
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// A family with one sample and no labels.
+fn one(value: impl ToString) -> Vec<(String, String)> {
+    vec![(String::new(), value.to_string())]
+}
+
+/// The health families: both verdicts, draining, and each item's gauges.
+fn health_families(health: &Snapshot) -> Vec<Family> {
+    let flag = |on: bool| u8::from(on);
+    let per_item = |value: &dyn Fn(&Gauge) -> Option<String>| -> Vec<(String, String)> {
+        let labelled = |g: &Gauge| value(g).map(|v| (labels(&g.name, g.kind), v));
+        health.gauges.iter().filter_map(labelled).collect()
+    };
+    vec![
+        Family {
+            name: "healthz_ready",
+            kind: "gauge",
+            help: "Whether the service is ready (1) or not (0), as /readyz would answer now.",
+            samples: one(flag(health.ready)),
+        },
+        Family {
+            name: "healthz_alive",
+            kind: "gauge",
+            help: "Whether the service is alive (1) or not (0), as /livez would answer now.",
+            samples: one(flag(health.alive)),
+        },
+        Family {
+            name: "healthz_draining",
+            kind: "gauge",
+            help: "Whether the server is draining before shutdown (1) or not (0).",
+            samples: one(flag(health.draining)),
+        },
+        Family {
+            name: "healthz_check",
+            kind: "gauge",
+            help: "Whether each target and check passes (1) or fails (0); type is readyz or livez.",
+            samples: per_item(&|g| Some(flag(g.passing).to_string())),
+        },
+        Family {
+            name: "healthz_check_duration_seconds",
+            kind: "gauge",
+            help: "How long each check's last finished run took.",
+            samples: per_item(&|g| match g.check {
+                Some((Some(took), _)) => Some(format!("{:.6}", took.as_secs_f64())),
+                _ => None,
+            }),
+        },
+        Family {
+            name: "healthz_check_failures_total",
+            kind: "counter",
+            help: "Runs of each check that failed, timed out or panicked.",
+            samples: per_item(&|g| g.check.map(|(_, failures)| failures.to_string())),
+        },
+    ]
+}
+
+/// The server's counters.
+fn counter_families(counts: &Counts) -> Vec<Family> {
+    let by_code = counts
+        .answered
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(status, count)| {
+            let code = match status {
+                0 => "other".to_string(),
+                status => status.to_string(),
+            };
+            (format!("code=\"{code}\""), count.to_string())
+        })
+        .collect();
+    vec![
+        Family {
+            name: "healthz_connections_accepted_total",
+            kind: "counter",
+            help: "Client connections accepted.",
+            samples: one(counts.accepted),
+        },
+        Family {
+            name: "healthz_connections_evicted_total",
+            kind: "counter",
+            help: "Connections closed to make room at the connection cap.",
+            samples: one(counts.evicted),
+        },
+        Family {
+            name: "healthz_requests_total",
+            kind: "counter",
+            help: "Requests answered, by status code.",
+            samples: by_code,
+        },
+        Family {
+            name: "healthz_requests_malformed_total",
+            kind: "counter",
+            help: "Requests refused as malformed or oversized (400, 414, 431, 501).",
+            samples: one(counts.malformed),
+        },
+    ]
 }
 
 /// `name="...",type="readyz"`, the label value escaped as the format requires.

@@ -7,9 +7,10 @@ use std::io;
 
 use crate::error::invalid;
 
+use crate::counters::Counters;
 use crate::health::{Health, Kind, Report};
 use crate::http::{Method, ParseError, Request, Response};
-use crate::metrics::{self, Counters};
+use crate::metrics;
 use crate::render;
 
 /// The content type of text bodies.

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::accept::{Acceptors, Spares};
 use crate::conn::{Service, Settings};
+use crate::counters::Counters;
 use crate::error::{invalid, Error, LONGEST};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::http::Limits;
-use crate::metrics::Counters;
 use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};

@@ -1,0 +1,71 @@
+//! The server's counters: one relaxed atomic add per connection and per
+//! answer on the hot path, read back as plain numbers by `/metrics` and by the
+//! timer that sends spare threads home.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every status the server answers with, in the order they are shown.
+pub(crate) const STATUSES: [u16; 13] = [
+    200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 0,
+];
+
+/// What one server counts over its life.
+#[derive(Default)]
+pub(crate) struct Counters {
+    accepted: AtomicU64,
+    evicted: AtomicU64,
+    malformed: AtomicU64,
+    /// Answers by status, indexed as [`STATUSES`] (the last slot: any other).
+    answered: [AtomicU64; STATUSES.len()],
+}
+
+impl Counters {
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn evicted(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn answered(&self, status: u16) {
+        let at = STATUSES.iter().position(|s| *s == status);
+        let at = at.unwrap_or(STATUSES.len() - 1);
+        self.answered[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// The counters as plain numbers, read once for a scrape.
+pub(crate) struct Counts {
+    pub accepted: u64,
+    pub evicted: u64,
+    pub malformed: u64,
+    /// Answers by status, as [`STATUSES`] (0: any other).
+    pub answered: Vec<(u16, u64)>,
+}
+
+impl Counters {
+    /// Every counter as it stands now.
+    pub fn counts(&self) -> Counts {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Counts {
+            accepted: load(&self.accepted),
+            evicted: load(&self.evicted),
+            malformed: load(&self.malformed),
+            answered: STATUSES
+                .iter()
+                .zip(&self.answered)
+                .map(|(status, counter)| (*status, load(counter)))
+                .collect(),
+        }
+    }
+}
