@@ -139,49 +139,45 @@ enum Head<'b> {
     TimedOut(Method),
 }
 
+/// The answer to one request, and how the connection goes on after it.
+struct Answer {
+    response: Response<'static>,
+    persist: Persist,
+    /// The request's body, still to be read past.
+    body: u64,
+}
+
 impl Conn<'_> {
+    /// A connection's life as HTTP/1.1 has it: wait for a request, read its
+    /// head, answer it, and again while the connection is kept alive.
     fn run(&mut self, accepted: Instant) -> io::Result<()> {
-        let settings = &self.service.settings;
+        let service = self.service;
         self.output
             .stream
-            .set_write_timeout(Some(settings.write_timeout))?;
+            .set_write_timeout(Some(service.settings.write_timeout))?;
         let mut served: u64 = 0;
         // The first request's head is due a request timeout after accept.
-        let mut deadline = accepted + settings.request_timeout;
+        let mut deadline = accepted + service.settings.request_timeout;
         loop {
-            // Idle: wait for the first byte of the next request.
-            if self.input.filled == 0 {
-                let arrived = if served == 0 {
-                    self.await_request(|input| input.read_until(deadline))?
-                } else {
-                    self.await_request(|input| input.read(settings.idle_timeout))?
-                };
-                if !arrived {
-                    return Ok(());
-                }
-            }
-            if served > 0 {
-                deadline = Instant::now() + settings.request_timeout;
-            }
-            if !self.registered.enter(State::Reading) {
+            if !self.await_next(served, &mut deadline)? {
                 return Ok(());
             }
-
             // Read a head until it parses, or never can.
+            let limits = &service.settings.head;
             let head = loop {
-                match http::parse(&self.input.buf[..self.input.filled], &settings.head) {
+                match http::parse(&self.input.buf[..self.input.filled], limits) {
                     Ok(Parsed::Complete(request, len)) => break Head::Complete(request, len),
                     Ok(Parsed::Partial) => {}
                     Err(error) => break Head::Refused(self.input.method(), error),
                 }
-                if let Some(stop) = self.receive(deadline)? {
+                if let Some(stop) = receive(&mut self.input, &mut self.output, deadline)? {
                     break stop;
                 }
             };
             let (request, len) = match head {
                 Head::Complete(request, len) => (request, len),
                 Head::Refused(method, error) => {
-                    self.service.counters.malformed();
+                    service.counters.malformed();
                     let reason = "malformed or oversized request";
                     return self.reject(route::refuse(method, error), reason);
                 }
@@ -190,49 +186,22 @@ impl Conn<'_> {
                     return self.reject(route::refusal(method, 408, b"request timeout\n"), reason);
                 }
             };
-
             // Busy from here: checks run while routing, and at the connection
             // cap a busy connection is the last to go.
             if !self.registered.enter(State::Busy) {
                 return Ok(());
             }
             served += 1;
-            let body = request.content_length;
-            let too_large = body > settings.max_body;
-            let response = if too_large {
-                route::refusal(request.method, 413, b"request body too large\n")
-            } else {
-                let service = self.service;
-                route::route(
-                    &request,
-                    &service.health,
-                    &service.routes,
-                    &service.counters,
-                )
-            };
-            // Whether to keep alive is known once the request is complete; a
-            // server shutting down says so and closes.
-            let keep = request.keep_alive
-                && !too_large
-                && served < settings.max_requests
-                && !self.service.registry.is_closed();
-            let persist = match (keep, request.http11) {
-                (false, _) => Persist::Close,
-                (true, true) => Persist::KeepAlive,
-                (true, false) => Persist::KeepAlive10,
-            };
+            let Answer {
+                response,
+                persist,
+                body,
+            } = respond(service, &request, served);
             self.answer(&response, persist);
             self.input.consume(len);
-
-            // Keep alive, or close.
-            if !keep {
-                self.output.flush()?;
-                // Answered: nothing is in flight, so shutdown need not wait.
-                self.registered.answered();
-                if self.input.filled > 0 || body > 0 {
-                    self.linger();
-                }
-                return Ok(());
+            if persist == Persist::Close {
+                let unread = self.input.filled > 0 || body > 0;
+                return self.finish(unread);
             }
             if body > 0
                 && !(self.registered.enter(State::Reading) && self.skip_body(body, deadline)?)
@@ -240,6 +209,28 @@ impl Conn<'_> {
                 return Ok(());
             }
         }
+    }
+
+    /// Waits, idle, for the first byte of the next request (unless it is here
+    /// already, pipelined), then marks the connection reading, its head due
+    /// by `deadline`. False when the connection ends instead.
+    fn await_next(&mut self, served: u64, deadline: &mut Instant) -> io::Result<bool> {
+        let settings = &self.service.settings;
+        if self.input.filled == 0 {
+            let arrived = if served == 0 {
+                let first = *deadline;
+                self.await_request(|input| input.read_until(first))?
+            } else {
+                self.await_request(|input| input.read(settings.idle_timeout))?
+            };
+            if !arrived {
+                return Ok(false);
+            }
+        }
+        if served > 0 {
+            *deadline = Instant::now() + settings.request_timeout;
+        }
+        Ok(self.registered.enter(State::Reading))
     }
 
     /// Writes the answers still pending, then waits, idle, for the first
@@ -266,21 +257,6 @@ impl Conn<'_> {
     fn answer(&mut self, response: &Response<'_>, persist: Persist) {
         self.service.counters.answered(response.status);
         self.output.push(response, persist);
-    }
-
-    /// Receives more of a request head by `deadline`; what came instead, if
-    /// anything did. Answers to earlier pipelined requests leave first.
-    fn receive(&mut self, deadline: Instant) -> io::Result<Option<Head<'static>>> {
-        self.output.flush()?;
-        match self.input.read_until(deadline) {
-            Ok(0) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "client closed the connection mid-request",
-            )),
-            Ok(_) => Ok(None),
-            Err(e) if is_timeout(&e) => Ok(Some(Head::TimedOut(self.input.method()))),
-            Err(e) => Err(e),
-        }
     }
 
     /// Discards a request body of `len` bytes that must arrive by `deadline`.
@@ -311,9 +287,18 @@ impl Conn<'_> {
         self.answer(&response, Persist::Close);
         let peer = self.registered.slot().peer().clone();
         self.service.events.emit(Event::Rejected { peer, reason });
+        self.finish(true)
+    }
+
+    /// Writes the answers still pending, then ends the connection: nothing
+    /// is in flight any more, so shutdown need not wait for it. With `unread`
+    /// input from the client, lingers first.
+    fn finish(&mut self, unread: bool) -> io::Result<()> {
         self.output.flush()?;
         self.registered.answered();
-        self.linger();
+        if unread {
+            self.linger();
+        }
         Ok(())
     }
 
@@ -335,6 +320,53 @@ impl Conn<'_> {
                 _ => return,
             }
         }
+    }
+}
+
+/// Receives more of a request head by `deadline`; what came instead, if
+/// anything did. Answers to earlier pipelined requests leave first.
+fn receive(
+    input: &mut Input<'_>,
+    output: &mut Output<'_>,
+    deadline: Instant,
+) -> io::Result<Option<Head<'static>>> {
+    output.flush()?;
+    match input.read_until(deadline) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "client closed the connection mid-request",
+        )),
+        Ok(_) => Ok(None),
+        Err(e) if is_timeout(&e) => Ok(Some(Head::TimedOut(input.method()))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The answer to one request (checks run here), and whether the connection
+/// stays open after it: not after a body too large to read past, the last
+/// request allowed, or once the server is shutting down.
+fn respond(service: &Service, request: &Request<'_>, served: u64) -> Answer {
+    let settings = &service.settings;
+    let body = request.content_length;
+    let too_large = body > settings.max_body;
+    let response = if too_large {
+        route::refusal(request.method, 413, b"request body too large\n")
+    } else {
+        route::route(request, &service.health, &service.routes, &service.counters)
+    };
+    let keep = request.keep_alive
+        && !too_large
+        && served < settings.max_requests
+        && !service.registry.is_closed();
+    let persist = match (keep, request.http11) {
+        (false, _) => Persist::Close,
+        (true, true) => Persist::KeepAlive,
+        (true, false) => Persist::KeepAlive10,
+    };
+    Answer {
+        response,
+        persist,
+        body,
     }
 }
 
