@@ -17,7 +17,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -49,8 +49,12 @@ pub(crate) struct Spares {
 pub(crate) struct Acceptors {
     service: Arc<Service>,
     spares: Spares,
-    /// Where wake-up connections go.
+    /// Where wake-up connections go (a relative socket path made absolute).
     wake_addr: Address,
+    /// The retire timer's own clock: when the last connection was accepted,
+    /// in ms since `epoch`.
+    epoch: Instant,
+    last_accept: AtomicU64,
     /// Threads in `accept`, or about to call it. A thread counts itself
     /// before it takes the listener, and `stop` removes the listener before
     /// it reads the count: a thread that got the listener is counted, and woken.
@@ -77,11 +81,13 @@ impl Acceptors {
         listener: ListenSocket,
         spares: Spares,
     ) -> io::Result<Arc<Acceptors>> {
-        let wake_addr = listener.local_addr()?;
+        let wake_addr = absolute(listener.local_addr()?);
         let acceptors = Arc::new(Acceptors {
             service,
             spares,
             wake_addr,
+            epoch: Instant::now(),
+            last_accept: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             listener: RwLock::new(Some(Arc::new(listener))),
             threads: Mutex::default(),
@@ -131,6 +137,8 @@ impl Acceptors {
                 }
                 Ok((stream, peer)) => {
                     let at = Instant::now();
+                    let since = at.saturating_duration_since(self.epoch).as_millis() as u64;
+                    self.last_accept.store(since, Ordering::Relaxed);
                     backoff = Duration::ZERO;
                     if waiting == 0 {
                         // This thread is about to be busy: someone must keep accepting.
@@ -203,20 +211,21 @@ impl Acceptors {
         }
     }
 
-    /// The timer: once no connection has come for the quiet period, wakes
-    /// every thread above the floor, which ends; then it ends too. It also
-    /// ends when it finds no extra thread to send home.
+    /// The timer: once no connection has come for the quiet period, counted
+    /// from the last one, wakes every thread above the floor, which ends;
+    /// then it ends too. It also ends when it finds no extra thread to send home.
     fn retire(self: &Arc<Self>) {
-        let (registry, counters) = (&self.service.registry, &self.service.counters);
-        let mut seen = counters.connections();
+        let registry = &self.service.registry;
         loop {
-            if registry.wait_closed(self.spares.quiet) {
-                return; // shutdown wakes everyone
-            }
-            let accepted = counters.connections();
-            if accepted != seen && self.extra() > 0 {
-                seen = accepted;
-                continue;
+            let last = Duration::from_millis(self.last_accept.load(Ordering::Relaxed));
+            let quiet_for = self.epoch.elapsed().saturating_sub(last);
+            if let Some(left) = self.spares.quiet.checked_sub(quiet_for) {
+                if !left.is_zero() && self.extra() > 0 {
+                    if registry.wait_closed(left) {
+                        return; // shutdown wakes everyone
+                    }
+                    continue;
+                }
             }
             self.wake(self.extra());
             // Done, unless a thread came back to `accept` before it could
@@ -276,6 +285,22 @@ impl Acceptors {
             }
         }
     }
+}
+
+/// `addr`, with a relative Unix socket path made absolute now: wake-ups must
+/// reach this socket, whatever directory the process moves to later.
+fn absolute(addr: Address) -> Address {
+    #[cfg(unix)]
+    if let Address::Unix(unix) = &addr {
+        if let (Some(path), Ok(dir)) = (unix.as_pathname(), std::env::current_dir()) {
+            if path.is_relative() {
+                if let Ok(whole) = std::os::unix::net::SocketAddr::from_pathname(dir.join(path)) {
+                    return Address::Unix(whole);
+                }
+            }
+        }
+    }
+    addr
 }
 
 /// How long a Unix wake-up's token is.
@@ -411,6 +436,24 @@ mod tests {
 
     fn unix_peer() -> Address {
         Address::Unix(UnixAddr::from_pathname("/run/test.sock").unwrap())
+    }
+
+    #[test]
+    fn wake_ups_go_to_a_relative_socket_path_made_absolute() {
+        let relative =
+            std::path::PathBuf::from(format!("target/hz-wake-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&relative);
+        let listener = std::os::unix::net::UnixListener::bind(&relative).unwrap();
+        let bound = Address::Unix(listener.local_addr().unwrap());
+        let Address::Unix(woken) = absolute(bound) else {
+            panic!("still a Unix address")
+        };
+        let expected = std::env::current_dir().unwrap().join(&relative);
+        assert_eq!(woken.as_pathname(), Some(expected.as_path()));
+        // A TCP address is left as it is.
+        let tcp: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(matches!(absolute(Address::Tcp(tcp)), Address::Tcp(a) if a == tcp));
+        std::fs::remove_file(&relative).unwrap();
     }
 
     #[test]

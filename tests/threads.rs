@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{get, kept_alive, AnyServer, Client, Recorder, TRANSPORTS};
 use healthz::{Health, Server};
@@ -189,4 +189,39 @@ fn conn_thread_ids() -> Vec<String> {
             (name.trim_end() == "healthz-conn").then_some(id)
         })
         .collect()
+}
+
+#[test]
+fn spare_threads_go_home_once_connections_have_been_quiet_for_the_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
+    let quiet = Duration::from_millis(1000);
+    let health = Health::new();
+    health.ready();
+    let server = Server::new(health)
+        .spare_thread_timeout(quiet)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.local_addr();
+    // Spares first (16 held at once, then let go), so the retire timer starts;
+    // then connections keep coming for a while after it did.
+    drop(kept_alive(addr, 16, 200));
+    let until = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < until {
+        assert_eq!(get(addr, "/healthz").status, 200);
+    }
+    let last = Instant::now();
+    assert_eq!(settled(conn_threads, 1), 1, "back to the one in accept");
+    let took = last.elapsed();
+    // Counted from the last connection: not before the quiet period, and not
+    // a second period later, as a timer counting from its own start would.
+    assert!(
+        took >= quiet - Duration::from_millis(100),
+        "left after {took:?}"
+    );
+    assert!(
+        took < quiet + Duration::from_millis(500),
+        "left after {took:?}"
+    );
+    server.shutdown().unwrap();
 }
