@@ -102,7 +102,7 @@ impl Acceptors {
     /// Starts a thread of this server. Does nothing once accepting has ended.
     fn spawn(self: &Arc<Self>, name: &str, body: fn(&Arc<Acceptors>)) -> io::Result<()> {
         let mut threads = lock(&self.threads);
-        if self.service.registry.is_closed() {
+        if self.service.registry.is_stopping() {
             return Ok(());
         }
         reap(&mut threads);
@@ -156,7 +156,7 @@ impl Acceptors {
                     // Out of descriptors or memory: retrying at once would spin. The
                     // pause ends early when accepting ends.
                     backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                    self.service.registry.wait_closed(backoff);
+                    self.service.registry.wait_stopping(backoff);
                 }
             }
         }
@@ -170,7 +170,7 @@ impl Acceptors {
     /// seen another one really waiting, and whoever takes the last place sees
     /// zero and starts a thread. Someone is always accepting.
     fn enlist(self: &Arc<Self>) -> Option<Arc<ListenSocket>> {
-        if self.service.registry.is_closed() {
+        if self.service.registry.is_stopping() {
             return None;
         }
         let before = self
@@ -192,7 +192,7 @@ impl Acceptors {
     /// wait, or `None` if accepting has ended.
     fn delist(&self) -> Option<usize> {
         let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-        if self.service.registry.is_closed() {
+        if self.service.registry.is_stopping() {
             let _guard = lock(&self.back.0);
             self.back.1.notify_all();
             return None;
@@ -221,7 +221,7 @@ impl Acceptors {
             let quiet_for = self.epoch.elapsed().saturating_sub(last);
             if let Some(left) = self.spares.quiet.checked_sub(quiet_for) {
                 if !left.is_zero() && self.extra() > 0 {
-                    if registry.wait_closed(left) {
+                    if registry.wait_stopping(left) {
                         return; // shutdown wakes everyone
                     }
                     continue;
@@ -252,11 +252,10 @@ impl Acceptors {
         }
     }
 
-    /// Ends accepting: sets the server's stop signal, closes the listener,
+    /// Once the server is stopping (`Registry::stop`): closes the listener
     /// and wakes every thread in `accept`. The listening socket closes as the
     /// last of them comes back.
     pub fn stop(&self) {
-        self.service.registry.close();
         let listener = write(&self.listener).take();
         if !listener.is_some_and(|listener| listener.shut_down()) {
             self.wake(self.waiting.load(Ordering::SeqCst));

@@ -242,7 +242,7 @@ impl Conn<'_> {
         read: impl FnOnce(&mut Input<'_>) -> io::Result<usize>,
     ) -> io::Result<bool> {
         self.output.flush()?;
-        if !self.registered.answered() || self.service.registry.is_closed() {
+        if !self.registered.answered() || self.service.registry.is_stopping() {
             return Ok(false);
         }
         match read(&mut self.input) {
@@ -357,7 +357,7 @@ fn respond(service: &Service, request: &Request<'_>, served: u64) -> Answer {
     let keep = request.keep_alive
         && !too_large
         && served < settings.max_requests
-        && !service.registry.is_closed();
+        && !service.registry.is_stopping();
     let persist = match (keep, request.http11) {
         (false, _) => Persist::Close,
         (true, true) => Persist::KeepAlive,

@@ -1,6 +1,6 @@
 //! The open connections and what each one is doing: what the connection cap
 //! and shutdown look at. It also holds the server's one stop signal: once
-//! [`Registry::close`] is called, accepting is over, no connection registers,
+//! [`Registry::stop`] is called, accepting is over, no connection registers,
 //! and every connection closes after the answer it is writing.
 
 use std::collections::HashMap;
@@ -177,7 +177,7 @@ impl Drop for Registered<'_> {
         }
         slots.live.remove(&self.id);
         // Only shutdown waits for the registry to empty, and only once it is closed.
-        if slots.live.is_empty() && self.registry.is_closed() {
+        if slots.live.is_empty() && self.registry.is_stopping() {
             self.registry.emptied.notify_all();
         }
     }
@@ -191,12 +191,12 @@ struct Slots {
     cut: usize,
 }
 
-/// Every open connection of one server, and whether the server is closing.
+/// Every open connection of one server, and whether the server is stopping.
 pub(crate) struct Registry {
     max: usize,
     epoch: Instant,
     /// Set once, when accepting ends: the server's stop signal.
-    closed: Latch,
+    stopping: Latch,
     slots: Mutex<Slots>,
     /// Signalled when the last connection leaves a closed registry.
     emptied: Condvar,
@@ -208,7 +208,7 @@ impl Registry {
         Registry {
             max,
             epoch: Instant::now(),
-            closed: Latch::default(),
+            stopping: Latch::default(),
             slots: Mutex::default(),
             emptied: Condvar::new(),
         }
@@ -216,7 +216,7 @@ impl Registry {
 
     /// Registers a new connection, idle. At the cap, the connection that has
     /// waited longest on its client is closed to make room (`evicted` hears
-    /// its peer). `None` once the registry is closed: the stream is dropped
+    /// its peer). `None` once the server is stopping: the stream is dropped
     /// unserved.
     pub fn register(
         &self,
@@ -227,7 +227,7 @@ impl Registry {
         let mut slots = self.slots();
         // Checked under the lock that `close_idle` takes: a connection is
         // either refused here or seen there.
-        if self.is_closed() {
+        if self.is_stopping() {
             return None;
         }
         while slots.live.len() >= self.max {
@@ -256,20 +256,22 @@ impl Registry {
         })
     }
 
-    /// Ends accepting: the one stop signal. False if it had ended already.
-    pub fn close(&self) -> bool {
+    /// The server's one stop signal: accepting ends, no connection
+    /// registers from now on, and each closes after the answer it is writing.
+    /// Set under the lock that `register` checks it under.
+    pub fn stop(&self) {
         let _slots = self.slots();
-        self.closed.set()
+        self.stopping.set();
     }
 
-    /// Whether accepting has ended.
-    pub fn is_closed(&self) -> bool {
-        self.closed.is_set()
+    /// Whether the server is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_set()
     }
 
-    /// Waits until accepting ends or `timeout` passes; true if it ended.
-    pub fn wait_closed(&self, timeout: Duration) -> bool {
-        self.closed.wait_timeout(timeout)
+    /// Waits until the server is stopping or `timeout` passes; true if it is.
+    pub fn wait_stopping(&self, timeout: Duration) -> bool {
+        self.stopping.wait_timeout(timeout)
     }
 
     /// Closes every idle connection; the busy ones finish their answer first.

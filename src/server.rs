@@ -487,7 +487,7 @@ impl Server {
         let lifecycle = self.start(socket, token.clone(), file)?;
         let drain_delay = lifecycle.drain_delay.clone();
         let bound = lifecycle.bound();
-        let acceptors = lifecycle.acceptors.clone();
+        let (service, acceptors) = (lifecycle.service.clone(), lifecycle.acceptors.clone());
         let done = Arc::new(Latch::default());
         let signal = done.clone();
         let supervisor = thread::Builder::new()
@@ -502,13 +502,14 @@ impl Server {
             Err(e) => {
                 // No supervisor to stop it: stop accepting here, and let the
                 // threads that have started end.
+                service.registry.stop();
                 acceptors.stop();
                 acceptors.wait_stopped(Instant::now() + FORCE_GRACE);
                 acceptors.join(false);
                 return Err(e.into());
             }
         };
-        drop(acceptors);
+        drop((service, acceptors));
         Ok(Running {
             addr,
             token,
@@ -762,8 +763,10 @@ impl Lifecycle {
         let deadline = start + timeout;
         let own = deadline.max(start + FORCE_GRACE);
 
-        // 1. Stop accepting: threads in `accept` are woken to leave, and the
-        //    listening socket closes as the last one does.
+        // 1. Stop accepting: the stop signal (no connection registers from
+        //    now on), then the threads in `accept` are woken to leave, and
+        //    the listening socket closes as the last one does.
+        registry.stop();
         acceptors.stop();
         // 2. Close idle connections (while those threads leave).
         registry.close_idle();
