@@ -7,7 +7,6 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::SocketAddr as UnixSocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -485,7 +484,7 @@ impl Server {
     ) -> Result<Running<A>, Error> {
         let token = ShutdownToken::new();
         let lifecycle = self.start(socket, token.clone(), file)?;
-        let drain_delay = lifecycle.drain_delay.clone();
+        let drain_delay = lifecycle.drain_delay;
         let bound = lifecycle.bound();
         let (service, acceptors) = (lifecycle.service.clone(), lifecycle.acceptors.clone());
         let done = Arc::new(Latch::default());
@@ -574,7 +573,7 @@ impl Server {
             .flatten();
         Ok(Lifecycle {
             token,
-            drain_delay: Arc::new(AtomicU64::new(nanos(drain_delay))),
+            drain_delay,
             shutdown_timeout,
             stack_size: spares.stack_size,
             service,
@@ -605,8 +604,8 @@ impl fmt::Debug for Server {
 pub struct Running<A = SocketAddr> {
     addr: A,
     token: ShutdownToken,
-    /// The drain before shutdown, in nanoseconds, shared with the supervisor.
-    drain_delay: Arc<AtomicU64>,
+    /// The drain before shutdown, unless the stop request names another.
+    drain_delay: Duration,
     /// How long the supervisor may take once the token is triggered, without the drain.
     bound: Duration,
     /// Set when the supervisor has finished.
@@ -650,8 +649,8 @@ impl<A> Running<A> {
         if delay > LONGEST {
             return Err(invalid("the drain delay must be at most a year").into());
         }
-        self.drain_delay.store(nanos(delay), Ordering::SeqCst);
-        self.shutdown()
+        self.token.trigger_draining(delay);
+        self.wait()
     }
 
     /// Blocks until the server has stopped (after its token is triggered, by
@@ -666,7 +665,7 @@ impl<A> Running<A> {
         self.token.wait();
         // The supervisor bounds its own work by the drain and the deadline;
         // the extra second is only a safety margin, so that this never hangs.
-        let drain = Duration::from_nanos(self.drain_delay.load(Ordering::SeqCst));
+        let drain = self.token.drain().unwrap_or(self.drain_delay);
         if !self
             .done
             .wait_timeout(drain + self.bound + Duration::from_secs(1))
@@ -702,14 +701,11 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-fn nanos(delay: Duration) -> u64 {
-    u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// A server that is accepting, and what its supervisor needs to stop it.
 struct Lifecycle {
     token: ShutdownToken,
-    drain_delay: Arc<AtomicU64>,
+    /// The drain before shutdown, unless the stop request names another.
+    drain_delay: Duration,
     shutdown_timeout: Duration,
     stack_size: usize,
     service: Arc<Service>,
@@ -735,7 +731,7 @@ impl Lifecycle {
         if let Some(systemd) = &self.systemd {
             systemd.stopping();
         }
-        let delay = Duration::from_nanos(self.drain_delay.load(Ordering::SeqCst));
+        let delay = self.token.drain().unwrap_or(self.drain_delay);
         if !delay.is_zero() {
             // Readiness fails at once; serving goes on until the delay is over.
             self.service.health.drain();

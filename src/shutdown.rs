@@ -1,8 +1,9 @@
 //! Asking a server to stop, from any thread, without any polling.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::sync::Latch;
+use crate::sync::{lock, Latch};
 
 /// A request to shut down, shared by clones; Dapr's cancelled context.
 ///
@@ -30,7 +31,14 @@ use crate::sync::Latch;
 /// ```
 #[derive(Clone, Default, Debug)]
 pub struct ShutdownToken {
-    triggered: Arc<Latch>,
+    request: Arc<Request>,
+}
+
+/// The request itself: whether it was made, and the drain asked with it.
+#[derive(Default, Debug)]
+struct Request {
+    triggered: Latch,
+    drain: Mutex<Option<Duration>>,
 }
 
 impl ShutdownToken {
@@ -42,16 +50,28 @@ impl ShutdownToken {
     /// Asks every server using this token to shut down. Returns at once (it does
     /// not wait for the shutdown to finish); calling it again does nothing.
     pub fn trigger(&self) {
-        self.triggered.set();
+        self.request.triggered.set();
+    }
+
+    /// Asks for a shutdown that drains for `delay` first (overriding the
+    /// server's own drain delay): the request and its drain travel together.
+    pub(crate) fn trigger_draining(&self, delay: Duration) {
+        *lock(&self.request.drain) = Some(delay);
+        self.trigger();
+    }
+
+    /// The drain asked for with the request, if one was.
+    pub(crate) fn drain(&self) -> Option<Duration> {
+        *lock(&self.request.drain)
     }
 
     /// Whether [`trigger`](ShutdownToken::trigger) has been called.
     pub fn is_triggered(&self) -> bool {
-        self.triggered.is_set()
+        self.request.triggered.is_set()
     }
 
     /// Blocks until the token is triggered.
     pub fn wait(&self) {
-        self.triggered.wait();
+        self.request.triggered.wait();
     }
 }
