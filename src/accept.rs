@@ -23,7 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::conn::{self, Buffers, Service};
-use crate::error::client_went_away;
+use crate::error::{client_went_away, invalid, positive};
 use crate::event::Event;
 use crate::socket::{Address, ListenSocket, Stream};
 use crate::sync::{lock, read, wait_until, write};
@@ -42,13 +42,33 @@ pub(crate) struct Spares {
     pub max: usize,
     /// How long threads above [`FLOOR`] stay once no connection comes.
     pub quiet: Duration,
-    pub stack_size: usize,
+}
+
+impl Default for Spares {
+    fn default() -> Spares {
+        Spares {
+            max: 16,
+            quiet: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Spares {
+    /// Refuses no spare at all, and a quiet period of zero or over a year.
+    pub fn validate(&self) -> io::Result<()> {
+        if self.max == 0 {
+            return Err(invalid("spare_threads must be at least 1"));
+        }
+        positive("spare_thread_timeout", self.quiet)
+    }
 }
 
 /// The threads of one server and the listener they accept on.
 pub(crate) struct Acceptors {
     service: Arc<Service>,
     spares: Spares,
+    /// The stack size of every thread of the server.
+    stack_size: usize,
     /// Where wake-up connections go (a relative socket path made absolute).
     wake_addr: Address,
     /// The retire timer's own clock: when the last connection was accepted,
@@ -75,16 +95,19 @@ pub(crate) struct Acceptors {
 }
 
 impl Acceptors {
-    /// Starts serving `listener` with one thread waiting in `accept`.
+    /// Starts serving `listener` with one thread waiting in `accept`; every
+    /// thread has a stack of `stack_size` bytes.
     pub fn start(
         service: Arc<Service>,
         listener: ListenSocket,
         spares: Spares,
+        stack_size: usize,
     ) -> io::Result<Arc<Acceptors>> {
         let wake_addr = absolute(listener.local_addr()?);
         let acceptors = Arc::new(Acceptors {
             service,
             spares,
+            stack_size,
             wake_addr,
             epoch: Instant::now(),
             last_accept: AtomicU64::new(0),
@@ -109,7 +132,7 @@ impl Acceptors {
         let acceptors = self.clone();
         let thread = thread::Builder::new()
             .name(name.into())
-            .stack_size(self.spares.stack_size)
+            .stack_size(self.stack_size)
             .spawn(move || body(&acceptors))?;
         threads.push(thread);
         Ok(())

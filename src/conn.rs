@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::counters::Counters;
 use crate::date;
-use crate::error::client_went_away;
+use crate::error::{client_went_away, invalid, positive};
 use crate::event::{Event, Events};
 use crate::health::Health;
 use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
@@ -42,6 +42,37 @@ pub(crate) struct Settings {
     pub max_requests: u64,
     pub max_body: u64,
     pub head: http::Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_requests: 10_000,
+            max_body: 64 * 1024,
+            head: http::Limits::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses a timeout of zero or over a year, and a request limit of zero.
+    pub fn validate(&self) -> io::Result<()> {
+        let timeouts = [
+            ("request_timeout", self.request_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
+        for (name, timeout) in timeouts {
+            positive(name, timeout)?;
+        }
+        if self.max_requests == 0 {
+            return Err(invalid("max_requests_per_connection must be at least 1"));
+        }
+        self.head.validate().map_err(invalid)
+    }
 }
 
 /// What every connection of one server shares: how to treat it, what to

@@ -14,6 +14,22 @@ pub(crate) fn invalid(message: impl fmt::Display) -> io::Error {
     refused(io::ErrorKind::InvalidInput, message)
 }
 
+/// Refuses a duration of zero, or over a year, for the setting `name`.
+pub(crate) fn positive(name: &str, duration: Duration) -> io::Result<()> {
+    if duration.is_zero() {
+        return Err(invalid(format!("{name} must be greater than zero")));
+    }
+    at_most_a_year(name, duration)
+}
+
+/// Refuses a duration over a year (a deadline would overflow).
+pub(crate) fn at_most_a_year(name: &str, duration: Duration) -> io::Result<()> {
+    if duration > LONGEST {
+        return Err(invalid(format!("{name} must be at most a year")));
+    }
+    Ok(())
+}
+
 /// A request the crate refuses, of `kind`, with a message prefixed `healthz: `.
 pub(crate) fn refused(kind: io::ErrorKind, message: impl fmt::Display) -> io::Error {
     io::Error::new(kind, format!("healthz: {message}"))

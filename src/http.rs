@@ -21,6 +21,34 @@ pub(crate) struct Limits {
     pub max_headers: usize,
 }
 
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line: 4 * 1024,
+            max_head: 8 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses limits no request could meet, or a buffer too large to bound.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.max_headers == 0 {
+            return Err("max_headers must be at least 1");
+        }
+        if self.max_line < 16 || self.max_head < self.max_line {
+            return Err("max_request_line must be at least 16 bytes and at most max_request_head");
+        }
+        if self.max_head > 1024 * 1024 {
+            return Err(
+                "max_request_head must be at most 1 MiB (it bounds each connection's buffer)",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The request methods the router tells apart; every other valid method is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Method {

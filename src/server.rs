@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use crate::accept::{Acceptors, Spares};
 use crate::conn::{Service, Settings};
 use crate::counters::Counters;
-use crate::error::{invalid, Error, LONGEST};
+use crate::error::{at_most_a_year, invalid, Error, LONGEST};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
-use crate::http::Limits;
 use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
@@ -63,77 +62,37 @@ pub(crate) struct Config {
     pub max_connections: usize,
     pub drain_delay: Duration,
     pub spares: Spares,
+    /// Of every thread the server starts.
+    pub stack_size: usize,
     pub systemd: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            conn: Settings {
-                request_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(30),
-                write_timeout: Duration::from_secs(10),
-                max_requests: 10_000,
-                max_body: 64 * 1024,
-                head: Limits {
-                    max_line: 4 * 1024,
-                    max_head: 8 * 1024,
-                    max_headers: 64,
-                },
-            },
+            conn: Settings::default(),
             routes: Routes::default(),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 1024,
             drain_delay: Duration::ZERO,
-            spares: Spares {
-                max: 16,
-                quiet: Duration::from_secs(5),
-                stack_size: 128 * 1024,
-            },
+            spares: Spares::default(),
+            stack_size: 128 * 1024,
             systemd: false,
         }
     }
 }
 
 impl Config {
+    /// Each part checks its own settings; these are the server's.
     fn validate(&self) -> io::Result<()> {
-        let conn = &self.conn;
-        let durations = [
-            ("request_timeout", conn.request_timeout),
-            ("idle_timeout", conn.idle_timeout),
-            ("write_timeout", conn.write_timeout),
-            ("spare_thread_timeout", self.spares.quiet),
-        ];
-        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(invalid(format!("{name} must be greater than zero")));
+        self.conn.validate()?;
+        self.spares.validate()?;
+        at_most_a_year("shutdown_timeout", self.shutdown_timeout)?;
+        at_most_a_year("drain_delay", self.drain_delay)?;
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections must be at least 1"));
         }
-        let all = [
-            ("shutdown_timeout", self.shutdown_timeout),
-            ("drain_delay", self.drain_delay),
-        ];
-        if let Some((name, _)) = durations.iter().chain(&all).find(|(_, d)| *d > LONGEST) {
-            return Err(invalid(format!("{name} must be at most a year")));
-        }
-        let counts = [
-            ("max_connections", self.max_connections as u64),
-            ("max_requests_per_connection", conn.max_requests),
-            ("max_headers", conn.head.max_headers as u64),
-            ("spare_threads", self.spares.max as u64),
-        ];
-        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
-            return Err(invalid(format!("{name} must be at least 1")));
-        }
-        if conn.head.max_line < 16 || conn.head.max_head < conn.head.max_line {
-            return Err(invalid(
-                "max_request_line must be at least 16 bytes and at most max_request_head",
-            ));
-        }
-        if conn.head.max_head > 1024 * 1024 {
-            return Err(invalid(
-                "max_request_head must be at most 1 MiB (it bounds each connection's buffer)",
-            ));
-        }
-        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.spares.stack_size) {
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.stack_size) {
             return Err(invalid(
                 "thread_stack_size must be between 64 KiB and 256 MiB",
             ));
@@ -400,7 +359,7 @@ impl Server {
     /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
     /// raise it if your event hook needs deep stacks.
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
-        self.config.spares.stack_size = bytes;
+        self.config.stack_size = bytes;
         self
     }
 
@@ -549,6 +508,7 @@ impl Server {
             max_connections,
             drain_delay,
             spares,
+            stack_size,
             systemd,
         } = self.config;
         let events = Events::new(self.hook);
@@ -561,7 +521,7 @@ impl Server {
             registry: Registry::new(max_connections),
             counters: Counters::default(),
         });
-        let acceptors = Acceptors::start(service.clone(), listener, spares)?;
+        let acceptors = Acceptors::start(service.clone(), listener, spares, stack_size)?;
         if let Some(path) = file.as_ref().and_then(SocketFile::replaced_stale) {
             let path = path.to_path_buf();
             service.events.emit(Event::StaleSocketReplaced { path });
@@ -569,13 +529,13 @@ impl Server {
         service.events.emit(Event::Listening { addr });
         // Told only once connections are taken: systemd starts what depends on us then.
         let systemd = systemd
-            .then(|| Systemd::start(&service.health, &service.events, spares.stack_size))
+            .then(|| Systemd::start(&service.health, &service.events, stack_size))
             .flatten();
         Ok(Lifecycle {
             token,
             drain_delay,
             shutdown_timeout,
-            stack_size: spares.stack_size,
+            stack_size,
             service,
             acceptors,
             systemd,
