@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{event_channel, get, kept_alive, raw, wait_for_event, Client, PATIENCE};
+use common::{event_channel, get, kept_alive, raw, serve_with, wait_for_event, Client, PATIENCE};
 use healthz::{Health, Server};
 
 /// A hook that sends the kind of each connection error (a timeout is
@@ -343,12 +343,11 @@ fn with_one_spare_thread_someone_still_accepts_while_every_thread_holds_a_client
 fn a_fresh_probe_is_answered_correctly_under_a_flood_beyond_the_cap() {
     let health = ready();
     let cap = 32;
-    let server = Server::new(health.clone())
-        .max_connections(cap)
-        .request_timeout(Duration::from_secs(600))
-        .idle_timeout(Duration::from_secs(600))
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| {
+        s.max_connections(cap)
+            .request_timeout(Duration::from_secs(600))
+            .idle_timeout(Duration::from_secs(600))
+    });
     let addr = server.local_addr();
     // 300 idle keep-alive connections and 100 stuck in the middle of a head:
     // more than ten times the cap.
@@ -425,10 +424,7 @@ fn at_the_cap_a_connection_whose_check_runs_outlasts_an_idle_one() {
         Ok(wait.map_err(|_| "never released")?)
     });
     health.add_check(slow.timeout(PATIENCE)).unwrap();
-    let server = Server::new(health)
-        .max_connections(2)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.max_connections(2));
     let addr = server.local_addr();
     // Its check starts first, so this connection has waited on the server longest.
     let mut checking = Client::connect(addr);

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{event_channel, exchange, get, wait_for_event, Client};
+use common::{event_channel, exchange, get, serve_with, wait_for_event, Client};
 use healthz::{Check, FailureBody, Health, Server};
 
 fn serve(health: &Health) -> healthz::Running {
-    Server::new(health.clone()).bind("127.0.0.1:0").unwrap()
+    serve_with(health, |s| s)
 }
 
 /// A ready health, served with reasons shown and every event sent to the receiver.
@@ -20,11 +20,7 @@ fn serve_with_events() -> (Health, healthz::Running, std::sync::mpsc::Receiver<S
     let (hook, events) = event_channel();
     let health = Health::new();
     health.ready();
-    let server = Server::new(health.clone())
-        .show_reasons(true)
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.show_reasons(true).on_event(hook));
     (health, server, events)
 }
 
@@ -117,10 +113,7 @@ fn target_names_are_unique_valid_and_not_built_in() {
 fn the_path_prefix_moves_every_endpoint() {
     let health = Health::new();
     health.ready();
-    let server = Server::new(health)
-        .path_prefix("/v1.0")
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.path_prefix("/v1.0"));
     let addr = server.local_addr();
     for path in ["/v1.0/healthz", "/v1.0/readyz", "/v1.0/livez"] {
         assert_eq!(get(addr, path).status, 200, "{path}");
@@ -247,10 +240,7 @@ fn exclude_skips_checks_and_warns_about_names_that_match_nothing() {
 fn json_follows_the_health_check_draft_byte_for_byte() {
     let health = Health::new();
     health.ready();
-    let server = Server::new(health.clone())
-        .show_reasons(true)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.show_reasons(true));
     let addr = server.local_addr();
     health.target("queue").unwrap().ready();
     health
@@ -295,13 +285,12 @@ fn json_follows_the_health_check_draft_byte_for_byte() {
 #[test]
 fn the_daprd_flavour_byte_for_byte() {
     let health = Health::new();
-    let server = Server::new(health.clone())
-        .path_prefix("/v1.0")
-        .success_status(healthz::SuccessStatus::NoContent)
-        .failure_status(healthz::FailureStatus::InternalServerError)
-        .failure_body(FailureBody::DaprJson)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| {
+        s.path_prefix("/v1.0")
+            .success_status(healthz::SuccessStatus::NoContent)
+            .failure_status(healthz::FailureStatus::InternalServerError)
+            .failure_body(FailureBody::DaprJson)
+    });
     let addr = server.local_addr();
     let grpc = health.target("grpc-api-server").unwrap();
     let raw = common::raw(
@@ -343,10 +332,7 @@ fn the_daprd_flavour_byte_for_byte() {
 fn a_panicking_check_counts_as_failed_and_the_server_keeps_serving() {
     let health = Health::new();
     health.ready();
-    let server = Server::new(health.clone())
-        .show_reasons(true)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.show_reasons(true));
     health
         .add_check(Check::new("boom", || -> healthz::CheckResult {
             panic!("check panics on purpose")
@@ -390,10 +376,7 @@ fn a_background_check_counts_its_thresholds_and_reports_each_flip_once() {
     let (hook, events) = event_channel();
     let health = Health::new();
     health.ready();
-    let server = Server::new(health.clone())
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.on_event(hook));
     // Runs: ok ok | fail fail fail | ok ok | ok forever.
     let script = [true, true, false, false, false, true, true];
     let runs = Arc::new(AtomicUsize::new(0));
@@ -466,11 +449,7 @@ fn drain_fails_readiness_at_once_keeps_liveness_and_serving_then_shuts_down() {
     // Generous: everything below happens within the drain, however the
     // scheduler treats this test (it takes a few ms when nothing else runs).
     let delay = Duration::from_secs(3);
-    let server = Server::new(health.clone())
-        .drain_delay(delay)
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.drain_delay(delay).on_event(hook));
     let addr = server.local_addr();
     let mut kept = Client::connect(addr);
     assert_eq!(kept.get("/readyz").status, 200);
@@ -506,10 +485,7 @@ fn running_drain_overrides_the_configured_delay() {
     let (hook, events) = event_channel();
     let health = Health::new();
     health.ready();
-    let server = Server::new(health.clone())
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.on_event(hook));
     let started = Instant::now();
     server.drain(Duration::from_millis(200)).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
@@ -525,10 +501,7 @@ fn running_drain_overrides_the_configured_delay() {
 fn readiness_changes_are_reported_once_naming_what_is_not_ready() {
     let recorder = common::Recorder::default();
     let health = Health::new();
-    let server = Server::new(health.clone())
-        .on_event(recorder.hook())
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.on_event(recorder.hook()));
     health.ready();
     let queue = health.target("queue").unwrap();
     for _ in 0..3 {
@@ -650,11 +623,7 @@ fn an_on_request_check_never_run_is_not_reported_ready_by_anyone() {
             }
         }))
         .unwrap();
-    let server = Server::new(health.clone())
-        .metrics(true)
-        .on_event(hook)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.metrics(true).on_event(hook));
     health.ready();
     // Nothing has probed yet: no one may say ready.
     assert!(!health.is_ready());

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use common::{exchange, get, kept_alive, raw, Client};
+use common::{exchange, get, kept_alive, raw, serve_with, Client};
 use healthz::{Check, Health, Server};
 
 /// `name{labels}` → value, for every sample line.
@@ -29,10 +29,7 @@ fn samples(addr: SocketAddr) -> HashMap<String, f64> {
 }
 
 fn metrics_server(health: Health) -> healthz::Running {
-    Server::new(health)
-        .metrics(true)
-        .bind("127.0.0.1:0")
-        .unwrap()
+    serve_with(&health, |s| s.metrics(true))
 }
 
 #[test]
@@ -128,11 +125,7 @@ fn the_counters_count_connections_answers_and_malformed_requests() {
 fn evictions_at_the_cap_are_counted() {
     let health = Health::new();
     health.ready();
-    let server = Server::new(health)
-        .metrics(true)
-        .max_connections(2)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = serve_with(&health, |s| s.metrics(true).max_connections(2));
     let addr = server.local_addr();
     let _held = kept_alive(addr, 2, 200);
     // At the cap: the scrape's connection evicts the idle one that waited longest.

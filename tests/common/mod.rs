@@ -482,3 +482,14 @@ impl AnyServer {
 
 /// The transports a scenario runs on: TCP, and a Unix socket where there are some.
 pub const TRANSPORTS: &[bool] = if cfg!(unix) { &[false, true] } else { &[false] };
+
+/// `health` served on 127.0.0.1 with an ephemeral port, as `configure` sets
+/// the server up: the set-up most tests share.
+pub fn serve_with(
+    health: &healthz::Health,
+    configure: impl FnOnce(healthz::Server) -> healthz::Server,
+) -> healthz::Running {
+    configure(healthz::Server::new(health.clone()))
+        .bind("127.0.0.1:0")
+        .expect("bind")
+}
