@@ -115,12 +115,15 @@ impl Systemd {
     }
 }
 
-/// Where systemd listens, and the socket messages leave from.
+/// Where systemd listens, and the socket messages leave from. Off Linux
+/// there is none: the type cannot be made there.
 pub(crate) struct Notifier {
     #[cfg(target_os = "linux")]
     socket: std::os::unix::net::UnixDatagram,
     #[cfg(target_os = "linux")]
     addr: std::os::unix::net::SocketAddr,
+    #[cfg(not(target_os = "linux"))]
+    never: std::convert::Infallible,
     /// The value of `NOTIFY_SOCKET`, for error messages.
     name: String,
     events: Events,
@@ -132,6 +135,8 @@ pub(crate) struct Notifier {
 /// The environment systemd sets, read once when a server starts.
 #[derive(Debug, Default)]
 pub(crate) struct Env {
+    /// Read on Linux only: elsewhere there is no systemd to notify.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub notify_socket: Option<String>,
     pub watchdog_usec: Option<String>,
     pub watchdog_pid: Option<String>,
@@ -173,13 +178,17 @@ impl Env {
 }
 
 impl Notifier {
-    /// A notifier for the socket `env` names, or `None` when there is none,
-    /// or not on Linux: then nothing is opened and nothing is sent.
+    /// Off Linux, never a notifier: nothing is opened and nothing is sent.
+    #[cfg(not(target_os = "linux"))]
+    pub fn new(_env: &Env, _events: Events) -> Option<Arc<Notifier>> {
+        None
+    }
+
+    /// A notifier for the socket `env` names, or `None` when there is none
+    /// (or it cannot be opened: that is reported).
+    #[cfg(target_os = "linux")]
     pub fn new(env: &Env, events: Events) -> Option<Arc<Notifier>> {
         let name = env.notify_socket.clone()?;
-        if !cfg!(target_os = "linux") {
-            return None;
-        }
         match Notifier::open(name.clone(), events.clone()) {
             Ok(notifier) => Some(Arc::new(notifier)),
             Err(error) => {
@@ -220,11 +229,6 @@ impl Notifier {
             ready_sent: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn open(_name: String, _events: Events) -> io::Result<Notifier> {
-        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Tells systemd about readiness: `READY=1` with the first `ready`, and a
@@ -304,7 +308,7 @@ impl Notifier {
 
     #[cfg(not(target_os = "linux"))]
     fn send_to(&self, _message: &[u8]) -> io::Result<()> {
-        Ok(())
+        match self.never {}
     }
 }
 
