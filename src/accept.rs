@@ -173,7 +173,14 @@ impl Acceptors {
                     }
                     conn::serve(&self.service, stream, peer, at, early.take(), &mut buffers);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted || client_went_away(&e) => {}
+                // A pending connection that went away before it was taken is
+                // no fault: most systems say `ConnectionAborted`, Winsock (as
+                // wine runs it) sometimes `WouldBlock`, though the socket blocks.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) || client_went_away(&e) => {}
                 Err(error) => {
                     self.service.events.emit(Event::AcceptError { error });
                     // Out of descriptors or memory: retrying at once would spin. The
