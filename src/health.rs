@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
-use crate::error::{invalid, refused, Error, LONGEST};
+use crate::error::{invalid, positive, refused, Error};
 use crate::event::{deliver, Event, Hook};
 use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, read, write, Latch, Wake};
@@ -431,12 +431,7 @@ impl Health {
     }
 
     fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<Arc<Entry>> {
-        let entry = Arc::new(Entry {
-            name: name.to_string(),
-            kind,
-            state: EntryState::Target(AtomicBool::new(ready)),
-            failures: AtomicU64::new(0),
-        });
+        let entry = self.entry(name, kind, EntryState::Target(AtomicBool::new(ready)));
         self.register(entry.clone(), !ready)?;
         Ok(entry)
     }
@@ -463,12 +458,7 @@ impl Health {
                 (state, !passing)
             }
         };
-        let entry = Arc::new(Entry {
-            name: check.name,
-            kind,
-            state,
-            failures: AtomicU64::new(0),
-        });
+        let entry = self.entry(&check.name, kind, state);
         self.register(entry.clone(), failing)?;
         if matches!(entry.state, EntryState::Background { .. }) {
             self.spawn_background(entry)?;
@@ -505,11 +495,7 @@ impl Health {
     /// Registers a heartbeat, starting the thread that watches heartbeats if
     /// it is the first.
     pub(crate) fn add_heartbeat(&self, name: &str, period: Duration) -> Result<Arc<Pulse>, Error> {
-        if period.is_zero() || period > LONGEST {
-            return Err(
-                invalid("a heartbeat's period must be more than zero and at most a year").into(),
-            );
-        }
+        positive("a heartbeat's period", period)?;
         let alarm = self.heartbeat_alarm()?;
         let pulse = Arc::new(Pulse::new(period, alarm.clone()));
         self.register(
@@ -614,11 +600,13 @@ impl Health {
                 self.check_changed(&entry.name, reason.map_or(Ok(()), Err));
                 flipped = Some(entry.kind);
             }
-            // A beat that came as it was marked overdue was not seen by it: look again.
-            let due = match overdue && pulse.overdue_reason().is_none() {
-                true => Instant::now(),
-                false if overdue => continue,
-                false => pulse.deadline() + Duration::from_millis(1),
+            let due = if !overdue {
+                pulse.deadline() + Duration::from_millis(1)
+            } else if pulse.overdue_reason().is_none() {
+                // A beat came as it was marked overdue, unseen by it: look again.
+                Instant::now()
+            } else {
+                continue; // nothing to wait for until it beats
             };
             next = Some(next.map_or(due, |next| next.min(due)));
         }

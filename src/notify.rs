@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::event::{Event, Events};
 use crate::health::{Health, Kind, Watch};
-use crate::sync::{Latch, Wake};
+use crate::sync::{Latch, SetOnDrop, Wake};
 
 /// How often readiness is reported afresh while on-request checks gate it:
 /// their results change without anyone flipping anything.
@@ -360,14 +360,6 @@ impl Drop for Worker {
                 let _ = thread.join();
             }
         }
-    }
-}
-
-struct SetOnDrop<'a>(&'a Latch);
-
-impl Drop for SetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.set();
     }
 }
 

@@ -88,11 +88,12 @@ impl Slot {
         self.state().is_closed()
     }
 
-    /// Moves to `to` if `allowed` holds for the state now (else false).
-    fn change(&self, allowed: impl Fn(State) -> bool, to: State) -> bool {
+    /// Moves to the state `to` gives for the state now (`None`: stays);
+    /// true if it moved.
+    fn change(&self, to: impl Fn(State) -> Option<State>) -> bool {
         self.state
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                allowed(State::from_u8(s)).then_some(to as u8)
+                to(State::from_u8(s)).map(|to| to as u8)
             })
             .is_ok()
     }
@@ -104,16 +105,7 @@ impl Slot {
 
     /// Closes the socket, marked as `to(state)` says (unless it says `None`).
     fn close_as(&self, to: impl Fn(State) -> Option<State>) -> bool {
-        let closed = self
-            .state
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                let s = State::from_u8(s);
-                if s.is_closed() {
-                    return None;
-                }
-                to(s).map(|to| to as u8)
-            })
-            .is_ok();
+        let closed = self.change(|s| if s.is_closed() { None } else { to(s) });
         if closed {
             // Wakes the thread from a blocked read or write.
             let _ = self.stream.shutdown(Shutdown::Both);
@@ -142,7 +134,7 @@ impl Registered<'_> {
     /// and then finds the registry open is sure to be seen idle, and closed,
     /// by shutdown.
     pub fn enter(&self, state: State) -> bool {
-        let moved = self.slot.change(|s| !s.is_closed(), state);
+        let moved = self.slot.change(|s| (!s.is_closed()).then_some(state));
         if moved {
             let now = self.registry.millis();
             self.slot.since.store(now, Ordering::Relaxed);
@@ -160,11 +152,8 @@ impl Registered<'_> {
         if self.enter(State::Idle) {
             return true;
         }
-        let (cut, closed) = (State::Cut as u8, State::Closed as u8);
-        let _ = self
-            .slot
-            .state
-            .compare_exchange(cut, closed, Ordering::SeqCst, Ordering::SeqCst);
+        self.slot
+            .change(|s| (s == State::Cut).then_some(State::Closed));
         false
     }
 }

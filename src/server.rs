@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::accept::{Acceptors, Spares};
 use crate::conn::{Service, Settings};
 use crate::counters::Counters;
-use crate::error::{at_most_a_year, invalid, Error, LONGEST};
+use crate::error::{at_most_a_year, invalid, Error};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::notify::Systemd;
@@ -24,7 +24,7 @@ use crate::shutdown::ShutdownToken;
 #[cfg(unix)]
 use crate::socket::bind_unix;
 use crate::socket::{ListenSocket, Listener, SocketFile};
-use crate::sync::{lock, Latch};
+use crate::sync::{lock, Latch, SetOnDrop};
 
 /// Extra time, after the shutdown deadline, for force-closed connections to end.
 const FORCE_GRACE: Duration = Duration::from_millis(250);
@@ -606,9 +606,7 @@ impl<A> Running<A> {
     /// termination Kubernetes users need: endpoints drop the pod before it
     /// stops answering. Overrides [`Server::drain_delay`].
     pub fn drain(&self, delay: Duration) -> Result<(), Error> {
-        if delay > LONGEST {
-            return Err(invalid("the drain delay must be at most a year").into());
-        }
+        at_most_a_year("drain_delay", delay)?;
         self.token.trigger_draining(delay);
         self.wait()
     }
@@ -650,14 +648,6 @@ impl<A: fmt::Debug> fmt::Debug for Running<A> {
             .field("addr", &self.addr)
             .field("stopping", &self.token.is_triggered())
             .finish()
-    }
-}
-
-struct SetOnDrop<'a>(&'a Latch);
-
-impl Drop for SetOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.set();
     }
 }
 

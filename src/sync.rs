@@ -135,3 +135,13 @@ impl Wake {
         !woken.stopped
     }
 }
+
+/// Sets a latch when dropped, however the scope ends (a panic included):
+/// how a thread says it has finished.
+pub(crate) struct SetOnDrop<'a>(pub &'a Latch);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
