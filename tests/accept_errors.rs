@@ -53,8 +53,16 @@ fn in_child() {
         files.push(file);
         assert!(files.len() < 10_000, "the descriptor limit did not apply");
     }
-    files.pop();
-    let mut client = TcpStream::connect(server.local_addr()).unwrap();
+    // Free one at a time until the client gets it: another thread of this
+    // process may take a freed descriptor first (seen once in CI).
+    let mut client = loop {
+        assert!(files.pop().is_some(), "no descriptor left to free");
+        match TcpStream::connect(server.local_addr()) {
+            Ok(client) => break client,
+            Err(e) if e.raw_os_error() == Some(24) => continue, // EMFILE
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     let event = wait_for_event(&events, "accept failed");
     assert!(event.contains("Too many open files"), "{event}");
