@@ -99,14 +99,13 @@ pub(crate) struct Buffers {
 
 /// Serves a connection accepted at `accepted`, on this thread, until it ends:
 /// registers it (making room at the connection cap), serves it, and
-/// unregisters it. `early` is what was read from it already. A connection
-/// that comes after accepting ended is closed unserved.
+/// unregisters it. A connection that comes once the server is stopping is
+/// closed unserved.
 pub(crate) fn serve(
     service: &Service,
     stream: Stream,
     peer: Address,
     accepted: Instant,
-    early: &[u8],
     buffers: &mut Buffers,
 ) {
     let (events, counters) = (&service.events, &service.counters);
@@ -122,7 +121,6 @@ pub(crate) fn serve(
     counters.accepted();
     buffers.head.resize(HEAD_START, 0);
     buffers.head.shrink_to(HEAD_START);
-    buffers.head[..early.len()].copy_from_slice(early);
     buffers.out.clear();
     buffers.out.shrink_to(OUT_KEPT);
     let stream = registered.slot().stream();
@@ -132,7 +130,7 @@ pub(crate) fn serve(
         input: Input {
             stream,
             buf: &mut buffers.head,
-            filled: early.len(),
+            filled: 0,
             max: service.settings.head.max_head,
             read_timeout: None,
         },

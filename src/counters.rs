@@ -1,6 +1,6 @@
 //! The server's counters: one relaxed atomic add per connection and per
-//! answer on the hot path, read back as plain numbers by `/metrics` and by the
-//! timer that sends spare threads home.
+//! answer on the hot path, read back as plain numbers by `/metrics` and by
+//! shutdown's last event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

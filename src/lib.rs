@@ -25,7 +25,7 @@
 //! 3. Each connection has a thread of its own: the thread that was waiting
 //!    in `accept` when it came (one stays there for the next, and threads go
 //!    back when their connection ends; after a burst, the extra ones go home
-//!    once connections have been quiet for a while). It waits for a request,
+//!    once they have waited a while for a connection, on Linux). It waits for a request,
 //!    reads its head, parses it, marks the connection busy, routes it (checks
 //!    run here) and answers, keeping the connection alive as HTTP/1.1 says,
 //!    within limits that no slow or hostile client can stretch.

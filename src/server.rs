@@ -282,14 +282,16 @@ impl Server {
         self
     }
 
-    /// How long threads beyond the one waiting in `accept` stay once no new
-    /// connection comes: after a burst, when connections have been quiet this
-    /// long, every waiting thread but one ends, so the server's footprint at
-    /// rest (threads, memory) comes back to where it started. Default 5 s.
+    /// How long a thread waits in `accept` for a connection before it ends,
+    /// unless it is the last one waiting: after a burst, once connections
+    /// have been quiet this long, every waiting thread but one has ended, so
+    /// the server's footprint at rest (threads, memory) comes back to where
+    /// it started. Default 5 s.
     ///
-    /// Sending them home costs nothing at rest: a timer runs only while there
-    /// are extra threads, and wakes them by connecting to the server (those
-    /// connections are closed unserved and never counted).
+    /// The kernel times `accept` out (a receive timeout on the listening
+    /// socket): no timer, no wake-up. That is Linux's; on other systems
+    /// `accept` cannot time out, and spare threads (at most
+    /// [`spare_threads`](Server::spare_threads)) wait until shutdown.
     pub fn spare_thread_timeout(mut self, quiet: Duration) -> Server {
         self.config.spares.quiet = quiet;
         self

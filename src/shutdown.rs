@@ -13,8 +13,9 @@ use crate::sync::{lock, Latch};
 /// and shuts down gracefully. One token may stop several servers.
 ///
 /// Triggering wakes each server's supervising thread, which wakes the threads
-/// blocked in `accept` by connecting to its own listening address (those
-/// connections are closed unserved): no polling anywhere.
+/// blocked in `accept` (on Linux by shutdown(2) on the listening socket;
+/// elsewhere by connecting to it, and closing those connections unserved):
+/// no polling anywhere.
 ///
 /// ```
 /// # fn main() -> Result<(), healthz::Error> {

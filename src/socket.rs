@@ -151,14 +151,45 @@ impl ListenSocket {
     }
 
     /// Shuts the listening socket down where that wakes every thread in
-    /// `accept` at once (a Unix socket on Linux); true if it did. Elsewhere
-    /// wake-up connections do the job.
+    /// `accept` at once (they fail with `EINVAL`) and refuses connections from
+    /// then on: Linux; true if it did. Elsewhere wake-up connections do the job.
     pub fn shut_down(&self) -> bool {
-        match self {
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            ListenSocket::Unix(listener, _) => unix::shut_down(listener),
-            _ => false,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return self
+            .socket_calls()
+            .and_then(|s| s.shutdown(Shutdown::Both))
+            .is_ok();
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        false
+    }
+
+    /// Makes `accept` give up after `quiet` with no connection, where the
+    /// system honours a receive timeout on a listening socket: Linux; true if
+    /// it did. Elsewhere `accept` waits for as long as it takes.
+    pub fn set_accept_timeout(&self, quiet: Duration) -> bool {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return self
+            .socket_calls()
+            .and_then(|s| s.set_read_timeout(Some(quiet)))
+            .is_ok();
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = quiet;
+            false
         }
+    }
+
+    /// The listening socket as a stream value, for the socket calls std
+    /// offers on streams only (shutdown(2), `SO_RCVTIMEO`): they act on the
+    /// socket, whatever its family, and a duplicate shares it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn socket_calls(&self) -> io::Result<TcpStream> {
+        use std::os::fd::OwnedFd;
+        let socket = match self {
+            ListenSocket::Tcp(listener) => OwnedFd::from(listener.try_clone()?),
+            ListenSocket::Unix(listener, _) => OwnedFd::from(listener.try_clone()?),
+        };
+        Ok(TcpStream::from(socket))
     }
 }
 
@@ -214,12 +245,6 @@ impl Stream {
         either!(self, s => s.set_write_timeout(timeout))
     }
 
-    /// For reading a Unix wake-up's token without waiting (Unix only).
-    #[cfg(unix)]
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        either!(self, s => s.set_nonblocking(on))
-    }
-
     /// Sends small writes at once. A Unix socket has no Nagle delay: nothing to do.
     pub fn set_nodelay(&self) -> io::Result<()> {
         match self {
@@ -231,15 +256,6 @@ impl Stream {
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         either!(self, s => s.shutdown(how))
-    }
-
-    /// This end's address, for a TCP stream.
-    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Stream::Tcp(stream) => stream.local_addr().ok(),
-            #[cfg(unix)]
-            Stream::Unix(_) => None,
-        }
     }
 }
 
@@ -309,21 +325,6 @@ mod unix {
         result
             .recv_timeout(timeout)
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-    }
-
-    /// On Linux, shutdown(2) on a listening socket wakes every `accept` on
-    /// it (they fail with `EINVAL`), and connections are refused from then on.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    pub(super) fn shut_down(listener: &UnixListener) -> bool {
-        use std::net::Shutdown;
-        use std::os::fd::OwnedFd;
-        // shutdown(2) is a socket call, which std offers on streams only; a
-        // stream made of the same socket reaches it.
-        listener.try_clone().is_ok_and(|socket| {
-            UnixStream::from(OwnedFd::from(socket))
-                .shutdown(Shutdown::Both)
-                .is_ok()
-        })
     }
 
     /// A socket file this server created: removed when the server stops,
