@@ -115,7 +115,8 @@ impl Acceptors {
         if self.service.registry.is_stopping() {
             return Ok(());
         }
-        reap(&mut threads);
+        // An ended thread's handle is let go: detaching it frees what it held.
+        threads.retain(|thread| !thread.is_finished());
         let acceptors = self.clone();
         let thread = thread::Builder::new()
             .name("healthz-conn".into())
@@ -262,18 +263,6 @@ fn absolute(addr: Address) -> Address {
         }
     }
     addr
-}
-
-/// Joins threads that have ended, so their resources go back at once.
-fn reap(threads: &mut Vec<JoinHandle<()>>) {
-    let mut at = 0;
-    while at < threads.len() {
-        if threads[at].is_finished() {
-            let _ = threads.swap_remove(at).join();
-        } else {
-            at += 1;
-        }
-    }
 }
 
 #[cfg(all(test, unix))]

@@ -98,13 +98,9 @@ impl Slot {
             .is_ok()
     }
 
-    /// Closes the socket if `allowed` holds for the state; the thread then ends.
-    fn close_if(&self, allowed: impl Fn(State) -> bool) -> bool {
-        self.close_as(|s| allowed(s).then_some(State::Closed))
-    }
-
-    /// Closes the socket, marked as `to(state)` says (unless it says `None`).
-    fn close_as(&self, to: impl Fn(State) -> Option<State>) -> bool {
+    /// Closes the socket, marked as `to(state)` says, unless it says `None`
+    /// (or the socket is closed already); the thread then ends.
+    fn close(&self, to: impl Fn(State) -> Option<State>) -> bool {
         let closed = self.change(|s| if s.is_closed() { None } else { to(s) });
         if closed {
             // Wakes the thread from a blocked read or write.
@@ -141,9 +137,7 @@ impl Registered<'_> {
         }
         moved
     }
-}
 
-impl Registered<'_> {
     /// Every answer so far is written in full: idle from here, unless the
     /// server has closed the connection (then false). One cut at the
     /// shutdown deadline in the meantime was not cut after all: its answers
@@ -224,7 +218,7 @@ impl Registry {
             else {
                 break;
             };
-            slot.close_if(|_| true);
+            slot.close(|_| Some(State::Closed));
             drop(slots);
             evicted(&slot.peer);
             slots = self.slots();
@@ -268,7 +262,7 @@ impl Registry {
         // Closed outside the lock, which each closed connection's thread takes as it leaves.
         let live: Vec<Arc<Slot>> = self.slots().live.values().cloned().collect();
         for slot in &live {
-            slot.close_if(|s| s == State::Idle);
+            slot.close(|s| (s == State::Idle).then_some(State::Closed));
         }
     }
 
@@ -277,12 +271,9 @@ impl Registry {
     pub fn close_all(&self) {
         let live: Vec<Arc<Slot>> = self.slots().live.values().cloned().collect();
         for slot in &live {
-            slot.close_as(|s| {
-                Some(if s == State::Idle {
-                    State::Closed
-                } else {
-                    State::Cut
-                })
+            slot.close(|s| match s {
+                State::Idle => Some(State::Closed),
+                _ => Some(State::Cut),
             });
         }
     }

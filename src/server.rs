@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 #[cfg(unix)]
 use std::os::unix::net::SocketAddr as UnixSocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -444,32 +444,21 @@ impl Server {
         file: Option<SocketFile>,
     ) -> Result<Running<A>, Error> {
         let token = ShutdownToken::new();
-        let lifecycle = self.start(socket, token.clone(), file)?;
-        let drain_delay = lifecycle.drain_delay;
-        let bound = lifecycle.bound();
-        let (service, acceptors) = (lifecycle.service.clone(), lifecycle.acceptors.clone());
         let done = Arc::new(Latch::default());
         let signal = done.clone();
+        // The supervisor starts first, so that nothing serves unsupervised;
+        // it ends at once if starting fails (and `hand_over` is dropped).
+        let (hand_over, handed) = mpsc::sync_channel::<Lifecycle>(1);
         let supervisor = thread::Builder::new()
             .name("healthz-server".into())
-            .stack_size(lifecycle.stack_size)
+            .stack_size(self.config.stack_size)
             .spawn(move || {
                 let _done = SetOnDrop(&signal);
-                lifecycle.supervise()
-            });
-        let supervisor = match supervisor {
-            Ok(supervisor) => supervisor,
-            Err(e) => {
-                // No supervisor to stop it: stop accepting here, and let the
-                // threads that have started end.
-                service.registry.stop();
-                acceptors.stop();
-                acceptors.wait_stopped(Instant::now() + FORCE_GRACE);
-                acceptors.join(false);
-                return Err(e.into());
-            }
-        };
-        drop((service, acceptors));
+                handed.recv().map_or(Ok(()), Lifecycle::supervise)
+            })?;
+        let lifecycle = self.start(socket, token.clone(), file)?;
+        let (drain_delay, bound) = (lifecycle.drain_delay, lifecycle.bound());
+        let _ = hand_over.send(lifecycle);
         Ok(Running {
             addr,
             token,
@@ -502,42 +491,33 @@ impl Server {
         token: ShutdownToken,
         file: Option<SocketFile>,
     ) -> Result<Lifecycle, Error> {
-        let addr = listener.local_addr()?;
-        let Config {
-            conn,
-            routes,
-            shutdown_timeout,
-            max_connections,
-            drain_delay,
-            spares,
-            stack_size,
-            systemd,
-        } = self.config;
+        let (addr, config) = (listener.local_addr()?, self.config);
         let events = Events::new(self.hook);
         let watch = events.hook().map(|hook| self.health.watch(hook.clone()));
         let service = Arc::new(Service {
-            settings: conn,
-            routes,
+            settings: config.conn,
+            routes: config.routes,
             health: self.health,
             events,
-            registry: Registry::new(max_connections),
+            registry: Registry::new(config.max_connections),
             counters: Counters::default(),
         });
-        let acceptors = Acceptors::start(service.clone(), listener, spares, stack_size)?;
+        let stack_size = config.stack_size;
+        let acceptors = Acceptors::start(service.clone(), listener, config.spares, stack_size)?;
         if let Some(path) = file.as_ref().and_then(SocketFile::replaced_stale) {
             let path = path.to_path_buf();
             service.events.emit(Event::StaleSocketReplaced { path });
         }
         service.events.emit(Event::Listening { addr });
         // Told only once connections are taken: systemd starts what depends on us then.
-        let systemd = systemd
+        let systemd = config
+            .systemd
             .then(|| Systemd::start(&service.health, &service.events, stack_size))
             .flatten();
         Ok(Lifecycle {
             token,
-            drain_delay,
-            shutdown_timeout,
-            stack_size,
+            drain_delay: config.drain_delay,
+            shutdown_timeout: config.shutdown_timeout,
             service,
             acceptors,
             systemd,
@@ -659,7 +639,6 @@ struct Lifecycle {
     /// The drain before shutdown, unless the stop request names another.
     drain_delay: Duration,
     shutdown_timeout: Duration,
-    stack_size: usize,
     service: Arc<Service>,
     acceptors: Arc<Acceptors>,
     systemd: Option<Systemd>,
