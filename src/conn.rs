@@ -12,9 +12,9 @@ use crate::date;
 use crate::error::{client_went_away, invalid, positive};
 use crate::event::{Event, Events};
 use crate::health::Health;
-use crate::http::{self, Method, ParseError, Parsed, Persist, Request, Response};
+use crate::http::{self, Method, Parsed, Persist, Request, Response};
 use crate::registry::{Registered, Registry, State};
-use crate::route::{self, Routes};
+use crate::route::{self, Refusal, Routes};
 use crate::socket::{Address, Stream};
 
 /// How long a closing connection keeps reading what the client still sends, so that
@@ -162,18 +162,9 @@ struct Conn<'a> {
 enum Head<'b> {
     /// A whole head, and how many bytes it took.
     Complete(Request<'b>, usize),
-    /// Malformed or oversized: answered with an error, then closed.
-    Refused(Method, ParseError),
-    /// The deadline passed first: answered with 408, then closed.
-    TimedOut(Method),
-}
-
-/// The answer to one request, and how the connection goes on after it.
-struct Answer {
-    response: Response<'static>,
-    persist: Persist,
-    /// The request's body, still to be read past.
-    body: u64,
+    /// Malformed, oversized or late: refused (with the method it started
+    /// with), then closed.
+    Refused(Method, Refusal),
 }
 
 impl Conn<'_> {
@@ -197,7 +188,9 @@ impl Conn<'_> {
                 match http::parse(&self.input.buf[..self.input.filled], limits) {
                     Ok(Parsed::Complete(request, len)) => break Head::Complete(request, len),
                     Ok(Parsed::Partial) => {}
-                    Err(error) => break Head::Refused(self.input.method(), error),
+                    Err(error) => {
+                        break Head::Refused(self.input.method(), Refusal::Malformed(error))
+                    }
                 }
                 if let Some(stop) = receive(&mut self.input, &mut self.output, deadline)? {
                     break stop;
@@ -205,15 +198,7 @@ impl Conn<'_> {
             };
             let (request, len) = match head {
                 Head::Complete(request, len) => (request, len),
-                Head::Refused(method, error) => {
-                    service.counters.malformed();
-                    let reason = "malformed or oversized request";
-                    return self.reject(route::refuse(method, error), reason);
-                }
-                Head::TimedOut(method) => {
-                    let reason = "request head not received in time";
-                    return self.reject(route::refusal(method, 408, b"request timeout\n"), reason);
-                }
+                Head::Refused(method, why) => return self.refuse(method, why),
             };
             // Busy from here: checks run while routing, and at the connection
             // cap a busy connection is the last to go.
@@ -221,12 +206,9 @@ impl Conn<'_> {
                 return Ok(());
             }
             served += 1;
-            let Answer {
-                response,
-                persist,
-                body,
-            } = respond(service, &request, served);
-            self.answer(&response, persist);
+            let (response, persist) = answer(service, &request, served);
+            let body = request.content_length;
+            self.queue(&response, persist);
             self.input.consume(len);
             if persist == Persist::Close {
                 let unread = self.input.filled > 0 || body > 0;
@@ -282,8 +264,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Queues an answer, and counts it.
-    fn answer(&mut self, response: &Response<'_>, persist: Persist) {
+    /// Queues an answer to be written, and counts it.
+    fn queue(&mut self, response: &Response<'_>, persist: Persist) {
         self.service.counters.answered(response.status);
         self.output.push(response, persist);
     }
@@ -311,10 +293,14 @@ impl Conn<'_> {
         }
     }
 
-    /// Answers with an error, closes, and reports why.
-    fn reject(&mut self, response: Response<'_>, reason: &'static str) -> io::Result<()> {
-        self.answer(&response, Persist::Close);
+    /// Refuses a request, closes, and reports why.
+    fn refuse(&mut self, method: Method, why: Refusal) -> io::Result<()> {
+        if let Refusal::Malformed(_) = why {
+            self.service.counters.malformed();
+        }
+        self.queue(&route::refuse(method, why), Persist::Close);
         let peer = self.registered.slot().peer().clone();
+        let reason = why.reason();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.finish(true)
     }
@@ -366,7 +352,7 @@ fn receive(
             "client closed the connection mid-request",
         )),
         Ok(_) => Ok(None),
-        Err(e) if is_timeout(&e) => Ok(Some(Head::TimedOut(input.method()))),
+        Err(e) if is_timeout(&e) => Ok(Some(Head::Refused(input.method(), Refusal::TimedOut))),
         Err(e) => Err(e),
     }
 }
@@ -374,14 +360,13 @@ fn receive(
 /// The answer to one request (checks run here), and whether the connection
 /// stays open after it: not after a body too large to read past, the last
 /// request allowed, or once the server is shutting down.
-fn respond(service: &Service, request: &Request<'_>, served: u64) -> Answer {
+fn answer(service: &Service, request: &Request<'_>, served: u64) -> (Response<'static>, Persist) {
     let settings = &service.settings;
-    let body = request.content_length;
-    let too_large = body > settings.max_body;
+    let too_large = request.content_length > settings.max_body;
     let response = if too_large {
-        route::refusal(request.method, 413, b"request body too large\n")
+        route::refuse(request.method, Refusal::TooLarge)
     } else {
-        route::route(request, &service.health, &service.routes, &service.counters)
+        route::answer(request, &service.health, &service.routes, &service.counters)
     };
     let keep = request.keep_alive
         && !too_large
@@ -392,11 +377,7 @@ fn respond(service: &Service, request: &Request<'_>, served: u64) -> Answer {
         (true, true) => Persist::KeepAlive,
         (true, false) => Persist::KeepAlive10,
     };
-    Answer {
-        response,
-        persist,
-        body,
-    }
+    (response, persist)
 }
 
 /// The receiving side: the socket and the bytes received but not consumed.

@@ -120,8 +120,8 @@ impl Routes {
     }
 }
 
-/// Answers one request.
-pub(crate) fn route(
+/// The answer to one request.
+pub(crate) fn answer(
     request: &Request<'_>,
     health: &Health,
     routes: &Routes,
@@ -132,10 +132,10 @@ pub(crate) fn route(
             return method_not_allowed();
         }
         let body = Cow::Owned(metrics::render(health, counters));
-        return respond(request.method, 200, metrics::CONTENT_TYPE, body);
+        return response(request.method, 200, metrics::CONTENT_TYPE, body);
     }
     let Some((endpoint, kind, name)) = endpoint(request.path, &routes.prefix) else {
-        return answer(request.method, 404, b"not found\n");
+        return text(request.method, 404, b"not found\n");
     };
     if request.method == Method::Other {
         return method_not_allowed();
@@ -153,7 +153,7 @@ pub(crate) fn route(
         }
     }
     let Some(report) = health.report(kind, name, &query.exclude) else {
-        return answer(request.method, 404, b"not found\n");
+        return text(request.method, 404, b"not found\n");
     };
     let ok = report.passed();
     if plain {
@@ -169,7 +169,7 @@ pub(crate) fn route(
             render::verbose(&report, endpoint, routes.show_reasons),
         )
     };
-    respond(request.method, status, content_type, Cow::Owned(body))
+    response(request.method, status, content_type, Cow::Owned(body))
 }
 
 /// `(endpoint word, kind, optional name)` for a health path under `prefix`.
@@ -195,7 +195,7 @@ fn endpoint<'a>(path: &'a str, prefix: &str) -> Option<(&'static str, Kind, Opti
 fn method_not_allowed() -> Response<'static> {
     Response {
         allow: true,
-        ..answer(Method::Other, 405, b"method not allowed\n")
+        ..text(Method::Other, 405, b"method not allowed\n")
     }
 }
 
@@ -212,10 +212,10 @@ fn verdict(
             SuccessStatus::Ok => b"ok\n",
             SuccessStatus::NoContent => b"",
         };
-        return respond(method, routes.success.code(), TEXT, Cow::Borrowed(body));
+        return response(method, routes.success.code(), TEXT, Cow::Borrowed(body));
     }
     match (routes.failure_body, report) {
-        (FailureBody::DaprJson, Some(report)) => respond(
+        (FailureBody::DaprJson, Some(report)) => response(
             method,
             routes.failure.code(),
             JSON,
@@ -226,7 +226,7 @@ fn verdict(
                 Kind::Readiness => b"not ready\n",
                 Kind::Liveness => b"not alive\n",
             };
-            respond(method, routes.failure.code(), TEXT, Cow::Borrowed(body))
+            response(method, routes.failure.code(), TEXT, Cow::Borrowed(body))
         }
     }
 }
@@ -255,36 +255,56 @@ impl<'a> Query<'a> {
     }
 }
 
-/// The answer to a request the parser refused; `method` is what its head
-/// started with, so that a refused `HEAD` gets no body either.
-pub(crate) fn refuse(method: Method, error: ParseError) -> Response<'static> {
-    let body: &'static [u8] = match error.status() {
-        414 => b"request line too long\n",
-        431 => b"request head too large\n",
-        501 => b"not implemented\n",
-        _ => b"bad request\n",
-    };
-    refusal(method, error.status(), body)
+/// Why a request is refused rather than answered; the connection closes
+/// after the refusal.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refusal {
+    /// The parser refused its head: 400, 414, 431 or 501.
+    Malformed(ParseError),
+    /// Its head did not arrive in time: 408.
+    TimedOut,
+    /// Its body is over the limit: 413.
+    TooLarge,
 }
 
-/// An error answer to a request not served: its text body, except to `HEAD`.
-pub(crate) fn refusal(method: Method, status: u16, body: &'static [u8]) -> Response<'static> {
+impl Refusal {
+    /// Why, in the words of [`Event::Rejected`](crate::Event::Rejected).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed or oversized request",
+            Refusal::TimedOut => "request head not received in time",
+            Refusal::TooLarge => "request body too large",
+        }
+    }
+}
+
+/// The answer to a request not served; `method` is what its head started
+/// with, so that a refused `HEAD` gets no body either (and `OPTIONS` gets
+/// the error's text, as `GET` does).
+pub(crate) fn refuse(method: Method, why: Refusal) -> Response<'static> {
+    let (status, body): (u16, &'static [u8]) = match why {
+        Refusal::Malformed(error) => match error.status() {
+            414 => (414, b"request line too long\n"),
+            431 => (431, b"request head too large\n"),
+            501 => (501, b"not implemented\n"),
+            status => (status, b"bad request\n"),
+        },
+        Refusal::TimedOut => (408, b"request timeout\n"),
+        Refusal::TooLarge => (413, b"request body too large\n"),
+    };
     Response {
-        status,
-        content_type: TEXT,
-        body: Cow::Borrowed(body),
         omit_body: method == Method::Head,
-        allow: false,
+        ..text(Method::Get, status, body)
     }
 }
 
 /// A plain-text answer; HEAD gets the same headers without the body.
-pub(crate) fn answer(method: Method, status: u16, body: &'static [u8]) -> Response<'static> {
-    respond(method, status, TEXT, Cow::Borrowed(body))
+fn text(method: Method, status: u16, body: &'static [u8]) -> Response<'static> {
+    response(method, status, TEXT, Cow::Borrowed(body))
 }
 
 /// GET gets the body; HEAD the headers only; OPTIONS the status, `Allow` and no body.
-fn respond(
+fn response(
     method: Method,
     status: u16,
     content_type: &'static str,
@@ -318,7 +338,7 @@ mod tests {
 
     fn get(health: &Health, routes: &Routes, target: &'static str) -> Response<'static> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        route(
+        answer(
             &request(Method::Get, path, query),
             health,
             routes,
@@ -409,7 +429,7 @@ mod tests {
     fn head_has_the_status_without_a_body_and_options_adds_allow() {
         let health = Health::new();
         let routes = Routes::default();
-        let head = route(
+        let head = answer(
             &request(Method::Head, "/healthz", ""),
             &health,
             &routes,
@@ -419,7 +439,7 @@ mod tests {
             (head.status, head.omit_body, head.allow),
             (503, true, false)
         );
-        let options = route(
+        let options = answer(
             &request(Method::Options, "/healthz", ""),
             &health,
             &routes,
@@ -433,7 +453,7 @@ mod tests {
     fn other_methods_get_405_with_allow_and_unknown_paths_404() {
         let health = Health::new();
         let routes = Routes::default();
-        let post = route(
+        let post = answer(
             &request(Method::Other, "/healthz", ""),
             &health,
             &routes,
@@ -485,7 +505,7 @@ mod tests {
         routes.prefix = "/v1.0".into();
         assert_eq!(get(&health, &routes, "/metrics").status, 404);
         assert_eq!(get(&health, &routes, "/v1.0/metrics").status, 200);
-        let post = route(
+        let post = answer(
             &request(Method::Other, "/v1.0/metrics", ""),
             &health,
             &routes,
@@ -496,13 +516,15 @@ mod tests {
 
     #[test]
     fn a_refusal_of_head_has_no_body_and_others_say_why() {
-        let head = refuse(Method::Head, ParseError::HeadTooLarge);
+        let head = refuse(Method::Head, Refusal::Malformed(ParseError::HeadTooLarge));
         assert_eq!((head.status, head.omit_body), (431, true));
-        let get = refuse(Method::Get, ParseError::LineTooLong);
+        let get = refuse(Method::Get, Refusal::Malformed(ParseError::LineTooLong));
         assert_eq!(
             (get.status, &get.body[..]),
             (414, &b"request line too long\n"[..])
         );
-        assert!(!refusal(Method::Options, 408, b"request timeout\n").allow);
+        let options = refuse(Method::Options, Refusal::TimedOut);
+        assert_eq!((options.status, options.allow), (408, false));
+        assert_eq!(&options.body[..], b"request timeout\n");
     }
 }
