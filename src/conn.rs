@@ -123,7 +123,7 @@ pub(crate) fn serve(
     buffers.head.shrink_to(HEAD_START);
     buffers.out.clear();
     buffers.out.shrink_to(OUT_KEPT);
-    let stream = registered.slot().stream();
+    let stream = &registered.slot().stream;
     let mut conn = Conn {
         service,
         registered: &registered,
@@ -145,7 +145,7 @@ pub(crate) fn serve(
     };
     if let Err(error) = conn.run(accepted) {
         if !registered.slot().is_closed() {
-            let peer = registered.slot().peer().clone();
+            let peer = registered.slot().peer.clone();
             events.emit(Event::ConnectionError { peer, error });
         }
     }
@@ -192,8 +192,8 @@ impl Conn<'_> {
                         break Head::Refused(self.input.method(), Refusal::Malformed(error))
                     }
                 }
-                if let Some(stop) = receive(&mut self.input, &mut self.output, deadline)? {
-                    break stop;
+                if !receive(&mut self.input, &mut self.output, deadline)? {
+                    break Head::Refused(self.input.method(), Refusal::TimedOut);
                 }
             };
             let (request, len) = match head {
@@ -224,44 +224,31 @@ impl Conn<'_> {
 
     /// Waits, idle, for the first byte of the next request (unless it is here
     /// already, pipelined), then marks the connection reading, its head due
-    /// by `deadline`. False when the connection ends instead.
+    /// by `deadline`. False when the connection ends instead: the client
+    /// closed it, the wait ran out, or the server is stopping.
     fn await_next(&mut self, served: u64, deadline: &mut Instant) -> io::Result<bool> {
         let settings = &self.service.settings;
         if self.input.filled == 0 {
-            let arrived = if served == 0 {
-                let first = *deadline;
-                self.await_request(|input| input.read_until(first))?
-            } else {
-                self.await_request(|input| input.read(settings.idle_timeout))?
-            };
-            if !arrived {
+            self.output.flush()?;
+            if !self.registered.answered() || self.service.registry.is_stopping() {
                 return Ok(false);
+            }
+            let arrived = match served {
+                0 => self.input.read_until(*deadline),
+                _ => self.input.read(settings.idle_timeout),
+            };
+            match arrived {
+                Ok(n) if n > 0 => {}
+                // Between requests, silence and resets are how clients say goodbye.
+                Ok(_) => return Ok(false),
+                Err(e) if is_timeout(&e) || client_went_away(&e) => return Ok(false),
+                Err(e) => return Err(e),
             }
         }
         if served > 0 {
             *deadline = Instant::now() + settings.request_timeout;
         }
         Ok(self.registered.enter(State::Reading))
-    }
-
-    /// Writes the answers still pending, then waits, idle, for the first
-    /// byte of a request with `read`. False when the connection ends
-    /// quietly: the client closed it, the wait ran out, or the server is
-    /// shutting down.
-    fn await_request(
-        &mut self,
-        read: impl FnOnce(&mut Input<'_>) -> io::Result<usize>,
-    ) -> io::Result<bool> {
-        self.output.flush()?;
-        if !self.registered.answered() || self.service.registry.is_stopping() {
-            return Ok(false);
-        }
-        match read(&mut self.input) {
-            Ok(n) => Ok(n > 0),
-            // Between requests, silence and resets are how clients say goodbye.
-            Err(e) if is_timeout(&e) || client_went_away(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Queues an answer to be written, and counts it.
@@ -299,7 +286,7 @@ impl Conn<'_> {
             self.service.counters.malformed();
         }
         self.queue(&route::refuse(method, why), Persist::Close);
-        let peer = self.registered.slot().peer().clone();
+        let peer = self.registered.slot().peer.clone();
         let reason = why.reason();
         self.service.events.emit(Event::Rejected { peer, reason });
         self.finish(true)
@@ -338,21 +325,17 @@ impl Conn<'_> {
     }
 }
 
-/// Receives more of a request head by `deadline`; what came instead, if
-/// anything did. Answers to earlier pipelined requests leave first.
-fn receive(
-    input: &mut Input<'_>,
-    output: &mut Output<'_>,
-    deadline: Instant,
-) -> io::Result<Option<Head<'static>>> {
+/// Receives more of a request head by `deadline`; false if the deadline
+/// passed first. Answers to earlier pipelined requests leave first.
+fn receive(input: &mut Input<'_>, output: &mut Output<'_>, deadline: Instant) -> io::Result<bool> {
     output.flush()?;
     match input.read_until(deadline) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "client closed the connection mid-request",
         )),
-        Ok(_) => Ok(None),
-        Err(e) if is_timeout(&e) => Ok(Some(Head::Refused(input.method(), Refusal::TimedOut))),
+        Ok(_) => Ok(true),
+        Err(e) if is_timeout(&e) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -459,42 +442,36 @@ impl Output<'_> {
         result
     }
 
+    /// An error ends the connection: the write timeout is left as it is.
     fn write_out(&mut self) -> io::Result<()> {
         let mut stream = self.stream;
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let mut written = 0;
-        let mut deadline = None;
-        let result = loop {
-            if written == self.out.len() {
-                break Ok(());
-            }
+        let (mut written, mut deadline) = (0, None);
+        while written < self.out.len() {
             if self.sent && !self.nodelay {
                 stream.set_nodelay()?;
                 self.nodelay = true;
             }
             self.sent = true;
             match stream.write(&self.out[written..]) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
+                Err(e) => return Err(e),
             }
             if written < self.out.len() {
                 // A partial write: the client is slow. Shrink the timeout to what is left.
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.write_timeout);
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    break Err(io::ErrorKind::TimedOut.into());
+                    return Err(io::ErrorKind::TimedOut.into());
                 }
                 stream.set_write_timeout(Some(left))?;
             }
-        };
+        }
         if deadline.is_some() {
             stream.set_write_timeout(Some(self.write_timeout))?;
         }
-        result
+        Ok(())
     }
 }
 

@@ -52,22 +52,14 @@ impl State {
 /// One connection as the server sees it from outside its thread: the socket
 /// (to close it) and what the thread is doing (to decide whether it may be).
 pub(crate) struct Slot {
-    stream: Stream,
-    peer: Address,
+    pub stream: Stream,
+    pub peer: Address,
     state: AtomicU8,
     /// When it entered its state, in ms since the registry was made.
     since: AtomicU64,
 }
 
 impl Slot {
-    pub fn stream(&self) -> &Stream {
-        &self.stream
-    }
-
-    pub fn peer(&self) -> &Address {
-        &self.peer
-    }
-
     /// Which connection to evict first at the cap: the smallest key. Those
     /// waiting on their client (idle or reading) go first, longest waiting
     /// first; a busy one only when all are busy, the one stuck longest first.
