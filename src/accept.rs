@@ -18,10 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::address::Address;
 use crate::conn::{self, Buffers, Service};
 use crate::error::{client_went_away, invalid, positive};
 use crate::event::Event;
-use crate::socket::{Address, ListenSocket};
+use crate::socket::ListenSocket;
 use crate::sync::{lock, read, wait_until, write};
 
 /// Longest pause after an `accept` error that a retry cannot fix at once.

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use crate::address::Address;
 use crate::counters::Counters;
 use crate::date;
 use crate::error::{client_went_away, invalid, positive};
@@ -15,7 +16,7 @@ use crate::health::Health;
 use crate::http::{self, Method, Parsed, Persist, Request, Response};
 use crate::registry::{Registered, Registry, State};
 use crate::route::{self, Refusal, Routes};
-use crate::socket::{Address, Stream};
+use crate::socket::Stream;
 
 /// How long a closing connection keeps reading what the client still sends, so that
 /// the kernel does not reset the connection and destroy the response before it is read.

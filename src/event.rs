@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::socket::Address;
+use crate::address::Address;
 
 /// Something the server did or saw, passed to the hook set with
 /// [`Server::on_event`](crate::Server::on_event).

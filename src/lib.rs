@@ -113,6 +113,7 @@
 #![deny(missing_docs)]
 
 mod accept;
+mod address;
 mod check;
 mod conn;
 mod counters;
@@ -134,6 +135,7 @@ mod socket;
 mod sync;
 mod worker;
 
+pub use address::Address;
 pub use check::{Check, CheckResult};
 pub use error::Error;
 pub use event::Event;
@@ -142,7 +144,7 @@ pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};
 pub use shutdown::ShutdownToken;
-pub use socket::{Address, Listener};
+pub use socket::Listener;
 pub use worker::{Heartbeat, ThreadGuard};
 
 /// The README's examples, compiled and run as doctests so they stay true.

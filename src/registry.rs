@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::socket::{Address, Stream};
+use crate::address::Address;
+use crate::socket::Stream;
 use crate::sync::{lock, wait_until, Latch};
 
 /// What a connection's thread is doing, as the rest of the server sees it.

@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use crate::address::Address;
+
 #[cfg(unix)]
 pub(crate) use self::unix::{bind_unix, connect_unix, SocketFile};
 
@@ -23,40 +25,6 @@ impl SocketFile {
 
     pub fn remove(self) {
         match self {}
-    }
-}
-
-/// Where a server listens, or where a connection comes from, as events
-/// report it: an IP socket address, or a Unix socket.
-///
-/// `Display` writes an IP address as `127.0.0.1:8080`, a Unix socket as
-/// `unix:/run/app/health.sock`, or `unix:@name` for a Linux abstract name.
-///
-/// ```
-/// let tcp = healthz::Address::Tcp("127.0.0.1:8080".parse().unwrap());
-/// assert_eq!(tcp.to_string(), "127.0.0.1:8080");
-/// # #[cfg(unix)] {
-/// let path = std::os::unix::net::SocketAddr::from_pathname("/run/app/health.sock").unwrap();
-/// assert_eq!(healthz::Address::Unix(path).to_string(), "unix:/run/app/health.sock");
-/// # }
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Address {
-    /// A TCP socket's address.
-    Tcp(SocketAddr),
-    /// A Unix socket's address.
-    #[cfg(unix)]
-    Unix(std::os::unix::net::SocketAddr),
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Tcp(addr) => write!(f, "{addr}"),
-            #[cfg(unix)]
-            Address::Unix(addr) => unix::fmt_addr(addr, f),
-        }
     }
 }
 
@@ -277,7 +245,6 @@ impl Write for &Stream {
 
 #[cfg(unix)]
 mod unix {
-    use std::fmt;
     use std::fs;
     use std::io;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -292,23 +259,6 @@ mod unix {
     /// How long binding waits to learn whether a server answers on an
     /// existing socket file.
     const STALE_CHECK: Duration = Duration::from_secs(1);
-
-    pub(super) fn fmt_addr(addr: &SocketAddr, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(path) = addr.as_pathname() {
-            return write!(f, "unix:{}", path.display());
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            #[cfg(target_os = "android")]
-            use std::os::android::net::SocketAddrExt;
-            #[cfg(target_os = "linux")]
-            use std::os::linux::net::SocketAddrExt;
-            if let Some(name) = addr.as_abstract_name() {
-                return write!(f, "unix:@{}", String::from_utf8_lossy(name));
-            }
-        }
-        f.write_str("unix:(unnamed)")
-    }
 
     /// Connects to `addr` within `timeout`. A connect to a Unix socket whose
     /// backlog is full blocks, and std cannot bound it: it runs on a thread
