@@ -1,17 +1,25 @@
 //! Shared health state: the readiness flag, named targets, checks, and the
-//! drain switch. No I/O and no HTTP: servers read it, the service flips it.
+//! drain switch, and the verdicts and reports made of them. No I/O and no
+//! HTTP: servers read it, the service flips it. Around it, each in a file of
+//! its own: the threads that keep it current (`background`), who hears of
+//! its changes (`watchers`), and one instant of it for `/metrics` (`snapshot`).
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+mod background;
+mod snapshot;
+mod watchers;
+
+pub(crate) use self::snapshot::{Gauge, Snapshot};
+pub(crate) use self::watchers::Watch;
+use self::watchers::Watchers;
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
 use crate::error::{invalid, positive, refused, Error};
-use crate::event::{deliver, Event, Hook};
 use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, read, write, Latch, Wake};
 
@@ -43,7 +51,7 @@ const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
 /// sees it. The plain probe path reads a few atomics and takes no lock; only
 /// `?verbose`, JSON, per-name probes and on-request checks take a read lock on
 /// the list of targets and checks. A real change is reported once to the
-/// servers' event hooks ([`Event::ReadinessChanged`]).
+/// servers' event hooks ([`Event::ReadinessChanged`](crate::Event::ReadinessChanged)).
 ///
 /// ```
 /// let health = healthz::Health::new();
@@ -101,26 +109,6 @@ struct Entry {
     state: EntryState,
     /// Runs of a check that failed (timeouts and panics included).
     failures: AtomicU64,
-}
-
-/// Health as `/metrics` shows it: both verdicts and every item, from one
-/// report of each kind.
-#[derive(Debug)]
-pub(crate) struct Snapshot {
-    pub ready: bool,
-    pub alive: bool,
-    pub draining: bool,
-    pub gauges: Vec<Gauge>,
-}
-
-/// What the metrics say of one target or check (or built-in item).
-#[derive(Debug)]
-pub(crate) struct Gauge {
-    pub kind: Kind,
-    pub name: String,
-    pub passing: bool,
-    /// For checks: the last run's duration (none before the first) and failed runs.
-    pub check: Option<(Option<Duration>, u64)>,
 }
 
 impl Entry {
@@ -200,29 +188,6 @@ enum EntryState {
     },
 }
 
-/// The event hooks of the servers that serve this state, and what they were last told.
-struct Watchers {
-    /// Per kind: the last overall state reported.
-    reported: [bool; 2],
-    next_id: u64,
-    hooks: Vec<(u64, Hook)>,
-}
-
-/// Removes a server's hook from a [`Health`] when the server stops.
-pub(crate) struct Watch {
-    health: Health,
-    id: u64,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.health
-            .watchers()
-            .hooks
-            .retain(|(id, _)| *id != self.id);
-    }
-}
-
 /// One line of a health report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Item {
@@ -296,11 +261,7 @@ impl Default for Health {
                 on_request: Default::default(),
                 entries: RwLock::default(),
                 heartbeats: Mutex::new(None),
-                watchers: Mutex::new(Watchers {
-                    reported: [false, true],
-                    next_id: 0,
-                    hooks: Vec::new(),
-                }),
+                watchers: Mutex::default(),
                 stop: Arc::default(),
             }),
         }
@@ -560,125 +521,6 @@ impl Health {
         self.changed(kind);
     }
 
-    /// The alarm of the thread that watches heartbeats, started on first use.
-    fn heartbeat_alarm(&self) -> io::Result<Arc<Wake>> {
-        let mut slot = lock(&self.inner.heartbeats);
-        if let Some(alarm) = slot.as_ref() {
-            return Ok(alarm.clone());
-        }
-        let alarm = Arc::new(Wake::default());
-        let (weak, woken) = (Arc::downgrade(&self.inner), alarm.clone());
-        thread::Builder::new()
-            .name("healthz-heartbeats".into())
-            .spawn(move || loop {
-                let next = match weak.upgrade() {
-                    Some(inner) => Health { inner }.check_heartbeats(),
-                    None => return,
-                };
-                let wait = next.map(|at| at.saturating_duration_since(Instant::now()));
-                if !woken.wait(wait) {
-                    return;
-                }
-            })?;
-        *slot = Some(alarm.clone());
-        Ok(alarm)
-    }
-
-    /// Reports every heartbeat that fell overdue or recovered since the last
-    /// look; returns when the next one falls due unless it beats.
-    fn check_heartbeats(&self) -> Option<Instant> {
-        let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
-        let mut next: Option<Instant> = None;
-        let mut flipped = None;
-        for entry in &entries {
-            let EntryState::Heartbeat(pulse) = &entry.state else {
-                continue;
-            };
-            let reason = pulse.overdue_reason();
-            let overdue = reason.is_some();
-            if pulse.overdue.swap(overdue, Ordering::SeqCst) != overdue {
-                self.check_changed(&entry.name, reason.map_or(Ok(()), Err));
-                flipped = Some(entry.kind);
-            }
-            let due = if !overdue {
-                pulse.deadline() + Duration::from_millis(1)
-            } else if pulse.overdue_reason().is_none() {
-                // A beat came as it was marked overdue, unseen by it: look again.
-                Instant::now()
-            } else {
-                continue; // nothing to wait for until it beats
-            };
-            next = Some(next.map_or(due, |next| next.min(due)));
-        }
-        if let Some(kind) = flipped {
-            self.changed(kind);
-        }
-        next
-    }
-
-    /// Runs a background check on its own thread until the last clone of this
-    /// `Health` drops. The thread holds no strong reference, so it never keeps
-    /// the state alive.
-    fn spawn_background(&self, entry: Arc<Entry>) -> io::Result<()> {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let stop = self.inner.stop.clone();
-        thread::Builder::new()
-            .name("healthz-checker".into())
-            .spawn(move || {
-                let EntryState::Background {
-                    runner, schedule, ..
-                } = &entry.state
-                else {
-                    return;
-                };
-                let mut wait = schedule.initial_delay;
-                while !stop.wait_timeout(wait) {
-                    let outcome = runner.run();
-                    let Some(inner) = weak.upgrade() else { return };
-                    Health { inner }.record(&entry, outcome);
-                    wait = schedule.interval;
-                }
-            })
-            .map(drop)
-    }
-
-    /// Applies a background result: thresholds, counters, events.
-    fn record(&self, entry: &Entry, outcome: Result<(), String>) {
-        let EntryState::Background {
-            schedule, state, ..
-        } = &entry.state
-        else {
-            return;
-        };
-        if outcome.is_err() {
-            entry.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        let flipped = {
-            let mut state = lock(state);
-            state.1 = now();
-            state.0.record(outcome.clone(), schedule)
-        };
-        if flipped {
-            self.count_failing(entry.kind, outcome.is_err());
-            self.check_changed(&entry.name, outcome);
-            self.changed(entry.kind);
-        }
-    }
-
-    /// Reports one check's pass/fail transition, with its reason, to the hooks.
-    fn check_changed(&self, name: &str, outcome: Result<(), String>) {
-        let event = match outcome {
-            Ok(()) => Event::CheckPassed {
-                name: name.to_string(),
-            },
-            Err(reason) => Event::CheckFailed {
-                name: name.to_string(),
-                reason,
-            },
-        };
-        self.emit(&event);
-    }
-
     /// Decides readiness (or liveness) for a probe, reading only atomics, when
     /// no check has to run for it: `None` means "call [`report`](Self::report)".
     pub(crate) fn quick(&self, kind: Kind) -> Option<bool> {
@@ -806,51 +648,6 @@ impl Health {
         }
     }
 
-    /// Both verdicts as a probe would give them now (on-request checks run,
-    /// each within its timeout and one run at a time, as for a probe), with
-    /// every item, each check's last duration and its failed runs: what
-    /// `/metrics` shows. Readiness and liveness come from the same reports
-    /// as the items, so a scrape never contradicts itself or `/readyz`.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
-        let mut snapshot = Snapshot {
-            ready: false,
-            alive: false,
-            draining: self.is_draining(),
-            gauges: Vec::new(),
-        };
-        for kind in [Kind::Readiness, Kind::Liveness] {
-            let items = self
-                .report(kind, None, &[])
-                .map_or_else(Vec::new, |r| r.items);
-            let verdict = passes(&items);
-            match kind {
-                Kind::Readiness => snapshot.ready = verdict,
-                Kind::Liveness => snapshot.alive = verdict,
-            }
-            for item in items {
-                let entry = entries
-                    .iter()
-                    .find(|e| e.kind == kind && e.name == item.name);
-                let check = entry.and_then(|entry| match &entry.state {
-                    EntryState::Target(_) | EntryState::Heartbeat(_) | EntryState::Guard(_) => None,
-                    EntryState::OnRequest { runner, .. }
-                    | EntryState::Background { runner, .. } => Some((
-                        runner.last_duration(),
-                        entry.failures.load(Ordering::Relaxed),
-                    )),
-                });
-                snapshot.gauges.push(Gauge {
-                    kind,
-                    passing: !item.fails(),
-                    name: item.name,
-                    check,
-                });
-            }
-        }
-        snapshot
-    }
-
     /// What fails now by the latest known results, without running any check.
     pub(crate) fn failing(&self, kind: Kind) -> Vec<String> {
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
@@ -860,69 +657,6 @@ impl Health {
             .collect();
         let items = self.items(kind, &entries);
         failing(&items).into_iter().map(String::from).collect()
-    }
-
-    /// Reports a change of overall readiness (or liveness) once, naming what
-    /// fails. Serialised by the watchers' lock, so racing flips report the
-    /// final state and never the same state twice.
-    fn changed(&self, kind: Kind) {
-        let (event, hooks) = {
-            let mut watchers = self.watchers();
-            let failing = self.failing(kind);
-            let healthy = failing.is_empty();
-            if watchers.reported[kind as usize] == healthy {
-                return;
-            }
-            watchers.reported[kind as usize] = healthy;
-            let event = match kind {
-                Kind::Readiness => Event::ReadinessChanged {
-                    ready: healthy,
-                    failing,
-                },
-                Kind::Liveness => Event::LivenessChanged {
-                    alive: healthy,
-                    failing,
-                },
-            };
-            let hooks: Vec<Hook> = watchers
-                .hooks
-                .iter()
-                .map(|(_, hook)| hook.clone())
-                .collect();
-            (event, hooks)
-        };
-        // Outside the lock, so a hook may itself flip readiness.
-        for hook in &hooks {
-            deliver(hook, &event);
-        }
-    }
-
-    fn emit(&self, event: &Event) {
-        let hooks: Vec<Hook> = self
-            .watchers()
-            .hooks
-            .iter()
-            .map(|(_, hook)| hook.clone())
-            .collect();
-        for hook in &hooks {
-            deliver(hook, event);
-        }
-    }
-
-    /// Registers a server's hook for health events until the returned guard drops.
-    pub(crate) fn watch(&self, hook: Hook) -> Watch {
-        let mut watchers = self.watchers();
-        let id = watchers.next_id;
-        watchers.next_id += 1;
-        watchers.hooks.push((id, hook));
-        Watch {
-            health: self.clone(),
-            id,
-        }
-    }
-
-    fn watchers(&self) -> MutexGuard<'_, Watchers> {
-        lock(&self.inner.watchers)
     }
 }
 
@@ -1084,6 +818,7 @@ fn check_name(name: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Event, Hook};
     use std::sync::mpsc;
     use std::time::Duration;
 
