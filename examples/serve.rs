@@ -8,6 +8,9 @@
 //!
 //! Run with `--help` for the whole contract.
 
+#[path = "../src/bin/common/cli.rs"]
+mod cli;
+
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -160,16 +163,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n(run with --help for usage)");
-            return ExitCode::from(2);
-        }
+    let options = match cli::options(parse_args(std::env::args().skip(1)), HELP, "error: ") {
+        Ok(options) => options,
+        Err(code) => return code,
     };
 
     let health = healthz::Health::new();

@@ -10,6 +10,9 @@
 //! HEALTHZ_PROBE_URL=http://127.0.0.1:8080/healthz healthz-probe
 //! ```
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -131,16 +134,10 @@ fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            print!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("healthz-probe: {message} (see --help)");
-            return ExitCode::from(2);
-        }
+    let prefix = "healthz-probe: ";
+    let options = match cli::options(parse_args(std::env::args().skip(1)), HELP, prefix) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
     let (probe, target) = match &options.unix {
         None => (healthz::Probe::new(&options.url), options.url.clone()),
