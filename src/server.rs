@@ -373,8 +373,7 @@ impl Server {
     /// picks a free port: see [`Running::local_addr`].
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Running, Error> {
         self.config.validate()?;
-        let (socket, addr) = TcpListener::bind(addr)?.into_socket()?;
-        self.serve(socket.0, addr, None)
+        self.serve(TcpListener::bind(addr)?, None)
     }
 
     /// Binds a Unix domain socket at `path` now, in the calling thread, and
@@ -423,8 +422,7 @@ impl Server {
     ) -> Result<Running<UnixSocketAddr>, Error> {
         self.config.validate()?;
         let (listener, file) = bind_unix(path.as_ref())?;
-        let (socket, addr) = listener.into_socket()?;
-        self.serve(socket.0, addr, Some(file))
+        self.serve(listener, Some(file))
     }
 
     /// Serves on a listener you bound yourself, on background threads: a
@@ -432,17 +430,16 @@ impl Server {
     /// yours: it is not removed at shutdown).
     pub fn listen<L: Listener>(self, listener: L) -> Result<Running<L::Addr>, Error> {
         self.config.validate()?;
-        let (socket, addr) = listener.into_socket()?;
-        self.serve(socket.0, addr, None)
+        self.serve(listener, None)
     }
 
     /// Starts serving `socket`, supervised by a thread of its own.
-    fn serve<A>(
+    fn serve<L: Listener>(
         self,
-        socket: ListenSocket,
-        addr: A,
+        listener: L,
         file: Option<SocketFile>,
-    ) -> Result<Running<A>, Error> {
+    ) -> Result<Running<L::Addr>, Error> {
+        let (socket, addr) = listener.into_socket()?;
         let token = ShutdownToken::new();
         let done = Arc::new(Latch::default());
         let signal = done.clone();
@@ -456,7 +453,7 @@ impl Server {
                 let _done = SetOnDrop(&signal);
                 handed.recv().map_or(Ok(()), Lifecycle::supervise)
             })?;
-        let lifecycle = self.start(socket, token.clone(), file)?;
+        let lifecycle = self.start(socket.0, token.clone(), file)?;
         let (drain_delay, bound) = (lifecycle.drain_delay, lifecycle.bound());
         let _ = hand_over.send(lifecycle);
         Ok(Running {
@@ -674,14 +671,8 @@ impl Lifecycle {
 
     /// Go's `Server.Shutdown`, step by step, within one deadline.
     fn shut_down(self) -> Result<(), Error> {
-        let Lifecycle {
-            service,
-            acceptors,
-            systemd,
-            file,
-            shutdown_timeout: timeout,
-            ..
-        } = self;
+        let (service, acceptors) = (&self.service, &self.acceptors);
+        let timeout = self.shutdown_timeout;
         let registry = &service.registry;
         let start = Instant::now();
         // The timeout is for requests in flight; the server's own threads
@@ -699,7 +690,7 @@ impl Lifecycle {
         registry.close_idle();
         let unwoken = acceptors.wait_stopped(own);
         // The socket file goes with the listening socket.
-        if let Some(file) = file {
+        if let Some(file) = self.file {
             file.remove();
         }
         service.events.emit(Event::ShuttingDown);
@@ -716,7 +707,7 @@ impl Lifecycle {
         //    user code (an event hook) and is left.
         let stuck = left + unwoken;
         acceptors.join(stuck == 0);
-        if let Some(systemd) = systemd {
+        if let Some(systemd) = self.systemd {
             systemd.stop();
         }
 
