@@ -68,7 +68,8 @@ pub(crate) struct Acceptors {
     max_waiting: usize,
     /// The stack size of every thread of the server.
     stack_size: usize,
-    /// Where wake-up connections go (a relative socket path made absolute).
+    /// Where shutdown's wake-up connections go, where shutdown(2) cannot wake
+    /// `accept` (a relative socket path made absolute).
     wake_addr: Address,
     /// Threads in `accept`, or about to call it.
     waiting: AtomicUsize,
