@@ -173,41 +173,6 @@ fn burst_then_quiet(unix: bool) {
     assert_eq!(recorder.count("rejected"), 0, "{events:?}");
 }
 
-/// The same after the process moves to another directory, with the server
-/// bound at a relative path (and a decoy socket of that name where the
-/// process moved to, which must hear nothing).
-#[test]
-fn a_change_of_directory_leaves_no_thread_behind() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
-    let home = std::env::current_dir().unwrap();
-    let elsewhere = std::env::temp_dir().join(format!("hz-chdir-{}", std::process::id()));
-    fs::create_dir_all(&elsewhere).unwrap();
-    let name = format!("target/hz-chdir-{}.sock", std::process::id());
-    let _ = fs::remove_file(&name);
-    let health = Health::new();
-    health.ready();
-    let server = Server::new(health)
-        .spare_thread_timeout(Duration::from_millis(300))
-        .bind_unix(&name)
-        .unwrap();
-    let at_start = settled(server_threads, 2);
-    let clients = kept_alive(home.join(&name), 8, 200);
-    fs::create_dir_all(elsewhere.join("target")).unwrap();
-    let decoy = std::os::unix::net::UnixListener::bind(elsewhere.join(&name)).unwrap();
-    decoy.set_nonblocking(true).unwrap();
-    std::env::set_current_dir(&elsewhere).unwrap();
-    drop(clients);
-    let threads = settled(server_threads, at_start);
-    let stopped = server.shutdown();
-    std::env::set_current_dir(&home).unwrap();
-    assert_eq!(threads, at_start, "spares went home");
-    stopped.expect("no thread stuck in accept");
-    assert_eq!(settled(server_threads, 0), 0);
-    assert!(decoy.accept().is_err(), "the decoy heard from the server");
-    fs::remove_dir_all(&elsewhere).unwrap();
-}
-
 fn conn_threads() -> usize {
     conn_thread_ids().len()
 }
@@ -256,23 +221,57 @@ fn a_spare_thread_goes_home_once_it_has_waited_the_timeout_for_a_connection() {
 #[test]
 fn a_deleted_socket_file_leaves_no_thread_behind() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
     let path = common::socket_path("deleted");
+    let (_, threads, stopped) = spares_after_a_burst(&path, || fs::remove_file(&path).unwrap());
+    assert_eq!(threads, 2, "spares went home");
+    stopped.expect("no thread stuck in accept");
+    assert_eq!(settled(server_threads, 0), 0);
+}
+
+/// The same after the process moves to another directory, with the server
+/// bound at a relative path (and a decoy socket of that name where the
+/// process moved to, which must hear nothing).
+#[test]
+fn a_change_of_directory_leaves_no_thread_behind() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let home = std::env::current_dir().unwrap();
+    let elsewhere = std::env::temp_dir().join(format!("hz-chdir-{}", std::process::id()));
+    let name = format!("target/hz-chdir-{}.sock", std::process::id());
+    let _ = fs::remove_file(&name);
+    let (decoy, threads, stopped) = spares_after_a_burst(std::path::Path::new(&name), || {
+        fs::create_dir_all(elsewhere.join("target")).unwrap();
+        let decoy = std::os::unix::net::UnixListener::bind(elsewhere.join(&name)).unwrap();
+        decoy.set_nonblocking(true).unwrap();
+        std::env::set_current_dir(&elsewhere).unwrap();
+        decoy
+    });
+    std::env::set_current_dir(&home).unwrap();
+    assert_eq!(threads, 2, "spares went home");
+    stopped.expect("no thread stuck in accept");
+    assert_eq!(settled(server_threads, 0), 0);
+    assert!(decoy.accept().is_err(), "the decoy heard from the server");
+    fs::remove_dir_all(&elsewhere).unwrap();
+}
+
+/// Serves on a Unix socket bound at `path` (spares go home after 300 ms),
+/// holds 8 clients, runs `meanwhile` (which does something to the path),
+/// lets the clients go, then shuts down: what `meanwhile` returned, the
+/// server's threads once settled (2 at the start), and what shutdown said.
+fn spares_after_a_burst<T>(
+    path: &std::path::Path,
+    meanwhile: impl FnOnce() -> T,
+) -> (T, usize, Result<(), healthz::Error>) {
+    assert_eq!(settled(server_threads, 0), 0, "threads of an earlier test");
     let health = Health::new();
     health.ready();
     let server = Server::new(health)
         .spare_thread_timeout(Duration::from_millis(300))
-        .bind_unix(&path)
+        .bind_unix(path)
         .unwrap();
-    let at_start = settled(server_threads, 2);
-    let clients = kept_alive(&path, 8, 200);
-    fs::remove_file(&path).unwrap();
+    assert_eq!(settled(server_threads, 2), 2);
+    let clients = kept_alive(std::env::current_dir().unwrap().join(path), 8, 200);
+    let made = meanwhile();
     drop(clients);
-    assert_eq!(
-        settled(server_threads, at_start),
-        at_start,
-        "spares went home"
-    );
-    server.shutdown().expect("no thread stuck in accept");
-    assert_eq!(settled(server_threads, 0), 0);
+    let threads = settled(server_threads, 2);
+    (made, threads, server.shutdown())
 }
