@@ -391,6 +391,12 @@ impl Server {
     /// here. Two instances started at the same instant on one stale path can
     /// both take it for stale; give each instance its own path.
     ///
+    /// On Linux nothing goes through the path after binding: deleting the
+    /// file while serving, or moving the process to another directory, only
+    /// keeps new clients out. Elsewhere shutdown wakes the threads in
+    /// `accept` by connecting to the path (made absolute when bound): with
+    /// the file gone they stay, and shutdown reports them.
+    ///
     /// **Permissions.** Whoever may connect may probe: the file is created
     /// with the process's umask, and connecting needs write permission on it
     /// and search permission on every directory above. Put it in a directory
