@@ -42,18 +42,7 @@ impl Counters {
     pub fn connections(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
-}
 
-/// The counters as plain numbers, read once for a scrape.
-pub(crate) struct Counts {
-    pub accepted: u64,
-    pub evicted: u64,
-    pub malformed: u64,
-    /// Answers by status, as [`STATUSES`] (0: any other).
-    pub answered: Vec<(u16, u64)>,
-}
-
-impl Counters {
     /// Every counter as it stands now.
     pub fn counts(&self) -> Counts {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -68,4 +57,13 @@ impl Counters {
                 .collect(),
         }
     }
+}
+
+/// The counters as plain numbers, read once for a scrape.
+pub(crate) struct Counts {
+    pub accepted: u64,
+    pub evicted: u64,
+    pub malformed: u64,
+    /// Answers by status, as [`STATUSES`] (0: any other).
+    pub answered: Vec<(u16, u64)>,
 }

@@ -293,8 +293,11 @@ pub(crate) fn refuse(method: Method, why: Refusal) -> Response<'static> {
         Refusal::TooLarge => (413, b"request body too large\n"),
     };
     Response {
+        status,
+        content_type: TEXT,
+        body: Cow::Borrowed(body),
         omit_body: method == Method::Head,
-        ..text(Method::Get, status, body)
+        allow: false,
     }
 }
 

@@ -132,19 +132,15 @@ impl ListenSocket {
     }
 
     /// Makes `accept` give up after `quiet` with no connection, where the
-    /// system honours a receive timeout on a listening socket: Linux; true if
-    /// it did. Elsewhere `accept` waits for as long as it takes.
-    pub fn set_accept_timeout(&self, quiet: Duration) -> bool {
+    /// system honours a receive timeout on a listening socket: Linux.
+    /// Elsewhere, or if it cannot be set, `accept` waits for as long as it takes.
+    pub fn set_accept_timeout(&self, quiet: Duration) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        return self
-            .socket_calls()
-            .and_then(|s| s.set_read_timeout(Some(quiet)))
-            .is_ok();
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            let _ = quiet;
-            false
+        if let Ok(socket) = self.socket_calls() {
+            let _ = socket.set_read_timeout(Some(quiet));
         }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = quiet;
     }
 
     /// The listening socket as a stream value, for the socket calls std
