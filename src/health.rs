@@ -648,6 +648,15 @@ impl Health {
         }
     }
 
+    /// Whether an on-request check of `kind` has never run: what is known
+    /// of it says nothing yet.
+    pub(crate) fn unrun(&self, kind: Kind) -> bool {
+        read(&self.inner.entries).iter().any(|e| {
+            e.kind == kind
+                && matches!(&e.state, EntryState::OnRequest { last, .. } if lock(last).is_none())
+        })
+    }
+
     /// What fails now by the latest known results, without running any check.
     pub(crate) fn failing(&self, kind: Kind) -> Vec<String> {
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries)

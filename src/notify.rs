@@ -15,15 +15,12 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::event::{Event, Events};
 use crate::health::{Health, Kind, Watch};
 use crate::sync::{Latch, SetOnDrop, Wake};
 
-/// How often readiness is reported afresh while on-request checks gate it:
-/// their results change without anyone flipping anything.
-const RECHECK: Duration = Duration::from_secs(1);
 /// Pings per watchdog interval. sd_watchdog_enabled(3) asks for at least two;
 /// four leave room for three late or lost pings (a busy host, or on-request
 /// liveness checks taking their time before a ping) before systemd acts, and
@@ -41,7 +38,8 @@ const STOP_GRACE: Duration = Duration::from_millis(250);
 /// that wakes both when health changes.
 pub(crate) struct Systemd {
     notifier: Arc<Notifier>,
-    _watch: Watch,
+    /// What wakes the readiness thread (every change) and the watchdog (recovery).
+    _watches: [Watch; 2],
     _readiness: Worker,
     _watchdog: Option<Worker>,
 }
@@ -49,8 +47,14 @@ pub(crate) struct Systemd {
 impl Systemd {
     /// Starts notifying systemd about `health`, if the environment names a
     /// socket; `None` (and nothing opened or started) when it does not.
-    pub fn start(health: &Health, events: &Events, stack_size: usize) -> Option<Systemd> {
-        Systemd::start_with(&Env::read(), health, events, RECHECK, stack_size)
+    /// While on-request checks gate readiness, they run every `recheck`.
+    pub fn start(
+        health: &Health,
+        events: &Events,
+        recheck: Duration,
+        stack_size: usize,
+    ) -> Option<Systemd> {
+        Systemd::start_with(&Env::read(), health, events, recheck, stack_size)
     }
 
     fn start_with(
@@ -65,16 +69,17 @@ impl Systemd {
             notifier.report(io::Error::new(io::ErrorKind::InvalidInput, reason));
             None
         });
-        // Watch first, then start: no change can fall between the two.
+        // Follow first, then start: no change can fall between the two.
         let (readiness_wake, watchdog_wake) =
             (Arc::new(Wake::default()), Arc::new(Wake::default()));
+        let follow = health.follow(Kind::Readiness, readiness_wake.clone());
         let watch = {
-            let (readiness, watchdog) = (readiness_wake.clone(), watchdog_wake.clone());
-            health.watch(Arc::new(move |event: &Event| match event {
-                Event::ReadinessChanged { .. } => readiness.poke(),
+            let watchdog = watchdog_wake.clone();
+            health.watch(Arc::new(move |event: &Event| {
                 // Recovered: ping at once rather than at the next tick.
-                Event::LivenessChanged { alive: true, .. } => watchdog.poke(),
-                _ => {}
+                if let Event::LivenessChanged { alive: true, .. } = event {
+                    watchdog.poke();
+                }
             }))
         };
         let start = |name: &str, wake: Arc<Wake>, body: Box<dyn FnOnce(&Wake) + Send>| {
@@ -98,7 +103,7 @@ impl Systemd {
         });
         Some(Systemd {
             notifier,
-            _watch: watch,
+            _watches: [follow, watch],
             _readiness: readiness,
             _watchdog: watchdog,
         })
@@ -252,21 +257,36 @@ impl Notifier {
     }
 
     /// The readiness thread: tells systemd where readiness stands, then
-    /// again whenever it may have changed, until stopped. Each time it runs
-    /// the full report, as a probe of `/readyz` would.
+    /// again after every change to it (woken by each one, whether or not
+    /// the verdict flips), until stopped. What it says is a full report, as
+    /// a probe of `/readyz` gives: on-request checks run for it at once when
+    /// one has never run, and otherwise every `recheck`, since their results
+    /// change with nobody flipping anything. Between runs it reads their last
+    /// results, so a check that changes its answer on every run cannot keep
+    /// this thread running it back to back.
     fn follow_readiness(&self, health: &Health, wake: &Wake, recheck: Duration) {
-        let mut told: Option<(bool, Vec<String>)> = None;
+        let mut told: Option<Vec<String>> = None;
+        let mut ran: Option<Instant> = None;
         loop {
-            if let Some(report) = health.report(Kind::Readiness, None, &[]) {
-                let failing = report.failing().into_iter().map(String::from).collect();
-                let now = (report.passed(), failing);
-                if told.as_ref() != Some(&now) {
-                    self.readiness(now.0, &now.1);
-                    told = Some(now);
+            let due = ran.map_or(true, |at| at.elapsed() >= recheck);
+            let failing = if due || health.unrun(Kind::Readiness) {
+                ran = Some(Instant::now());
+                health
+                    .report(Kind::Readiness, None, &[])
+                    .map(|report| report.failing().into_iter().map(String::from).collect())
+            } else {
+                Some(health.failing(Kind::Readiness))
+            };
+            if let Some(failing) = failing {
+                if told.as_ref() != Some(&failing) {
+                    self.readiness(failing.is_empty(), &failing);
+                    told = Some(failing);
                 }
             }
-            // On-request checks change with nobody flipping anything.
-            let again = health.quick(Kind::Readiness).is_none().then_some(recheck);
+            let again = health.quick(Kind::Readiness).is_none().then(|| {
+                let since = ran.map_or(Duration::ZERO, |at| at.elapsed());
+                recheck.saturating_sub(since)
+            });
             if !wake.wait(again) {
                 return;
             }
@@ -503,7 +523,8 @@ mod tests {
             let (events, reports) = recorded();
             // A ping every 10 ms: the receiver's queue is full within moments.
             let env = systemd.env(Some("20000"));
-            let running = Systemd::start_with(&env, &health, &events, RECHECK, 128 * 1024);
+            let running =
+                Systemd::start_with(&env, &health, &events, Duration::from_secs(1), 128 * 1024);
             let failure = reports
                 .recv_timeout(PATIENCE)
                 .expect("the full queue is reported");

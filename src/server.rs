@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::accept::{Acceptors, Spares};
 use crate::conn::{Service, Settings};
 use crate::counters::Counters;
-use crate::error::{at_most_a_year, invalid, Error};
+use crate::error::{at_most_a_year, invalid, positive, Error};
 use crate::event::{Event, Events, Hook};
 use crate::health::{Health, Watch};
 use crate::notify::Systemd;
@@ -65,6 +65,8 @@ pub(crate) struct Config {
     /// Of every thread the server starts.
     pub stack_size: usize,
     pub systemd: bool,
+    /// How often systemd's readiness report runs on-request checks afresh.
+    pub notify_recheck: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             spares: Spares::default(),
             stack_size: 128 * 1024,
             systemd: false,
+            notify_recheck: Duration::from_secs(1),
         }
     }
 }
@@ -89,6 +92,7 @@ impl Config {
         self.spares.validate()?;
         at_most_a_year("shutdown_timeout", self.shutdown_timeout)?;
         at_most_a_year("drain_delay", self.drain_delay)?;
+        positive("notify_recheck", self.notify_recheck)?;
         if self.max_connections == 0 {
             return Err(invalid("max_connections must be at least 1"));
         }
@@ -328,9 +332,17 @@ impl Server {
     /// - `READY=1` once, the first time a readiness report passes (on-request
     ///   checks run for it, as for a probe of `/readyz`), so a `Type=notify`
     ///   unit counts as started when the service is really ready;
-    /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` on every
-    ///   change of that report, for `systemctl status`; while on-request
-    ///   checks gate readiness, the report runs again every second;
+    /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` whenever that
+    ///   report changes, for `systemctl status`. Nothing has to probe for it,
+    ///   and the order of calls does not matter (bind before or after
+    ///   registering targets and checks, or calling
+    ///   [`Health::ready`](crate::Health::ready)): every change wakes the
+    ///   notifier, which tells systemd at once what a flag, a target, a
+    ///   background check's verdict, a registration or a new check's first
+    ///   run changed. Only an on-request check's answer changes with nobody
+    ///   calling anything: those checks run again every
+    ///   [`notify_recheck`](Server::notify_recheck) (1 s), so systemd hears
+    ///   of a change in their answers within that interval;
     /// - `STOPPING=1` when shutdown (or its drain) starts;
     /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
     ///   process), `WATCHDOG=1` four times per interval `W` **only while a
@@ -355,6 +367,17 @@ impl Server {
     /// liveness recovers. Linux only: elsewhere this compiles and does nothing.
     pub fn notify_systemd(mut self, on: bool) -> Server {
         self.config.systemd = on;
+        self
+    }
+
+    /// How often, while on-request checks gate readiness, systemd's
+    /// readiness report runs them afresh (see
+    /// [`notify_systemd`](Server::notify_systemd)): the bound on how late
+    /// `STATUS=` and `READY=1` follow a change in their answers. Default
+    /// 1 s; raise it for checks too costly to run that often. Probes run
+    /// them as before, whatever this says.
+    pub fn notify_recheck(mut self, interval: Duration) -> Server {
+        self.config.notify_recheck = interval;
         self
     }
 
@@ -515,7 +538,10 @@ impl Server {
         // Told only once connections are taken: systemd starts what depends on us then.
         let systemd = config
             .systemd
-            .then(|| Systemd::start(&service.health, &service.events, stack_size))
+            .then(|| {
+                let recheck = config.notify_recheck;
+                Systemd::start(&service.health, &service.events, recheck, stack_size)
+            })
             .flatten();
         Ok(Lifecycle {
             token,

@@ -1,19 +1,24 @@
 //! Who hears of health changes: the event hooks of the servers that serve
-//! this state. A change of overall readiness or liveness is told once, and
-//! a check's pass or fail once per flip; hooks run outside the lock.
+//! this state, and the threads that follow it (systemd's notifier). A change
+//! of overall readiness or liveness is told to hooks once, and a check's pass
+//! or fail once per flip; followers are woken by **every** change, whether or
+//! not the verdict flips (tokio's `watch`: a waiter cannot sleep through a
+//! change). Hooks run outside the lock.
 
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 use super::{Health, Kind};
 use crate::event::{deliver, Event, Hook};
-use crate::sync::lock;
+use crate::sync::{lock, Wake};
 
-/// The event hooks of the servers that serve this state, and what they were last told.
+/// The event hooks of the servers that serve this state, what they were last
+/// told, and the threads to wake on any change.
 pub(super) struct Watchers {
     /// Per kind: the last overall state reported.
     reported: [bool; 2],
     next_id: u64,
     hooks: Vec<(u64, Hook)>,
+    followers: Vec<(u64, Kind, Arc<Wake>)>,
 }
 
 impl Default for Watchers {
@@ -23,11 +28,19 @@ impl Default for Watchers {
             reported: [false, true],
             next_id: 0,
             hooks: Vec::new(),
+            followers: Vec::new(),
         }
     }
 }
 
-/// Removes a server's hook from a [`Health`] when the server stops.
+impl Watchers {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// Removes a server's hook, or a follower, from a [`Health`] when it stops.
 pub(crate) struct Watch {
     health: Health,
     id: u64,
@@ -35,10 +48,9 @@ pub(crate) struct Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.health
-            .watchers()
-            .hooks
-            .retain(|(id, _)| *id != self.id);
+        let mut watchers = self.health.watchers();
+        watchers.hooks.retain(|(id, _)| *id != self.id);
+        watchers.followers.retain(|(id, ..)| *id != self.id);
     }
 }
 
@@ -57,12 +69,15 @@ impl Health {
         self.emit(&event);
     }
 
-    /// Reports a change of overall readiness (or liveness) once, naming what
-    /// fails. Serialised by the watchers' lock, so racing flips report the
+    /// Wakes every follower of `kind`, then reports a change of overall
+    /// readiness (or liveness) to the hooks once, naming what fails. Serialised by the watchers' lock, so racing flips report the
     /// final state and never the same state twice.
     pub(super) fn changed(&self, kind: Kind) {
         let (event, hooks) = {
             let mut watchers = self.watchers();
+            for (_, _, wake) in watchers.followers.iter().filter(|f| f.1 == kind) {
+                wake.poke();
+            }
             let failing = self.failing(kind);
             let healthy = failing.is_empty();
             if watchers.reported[kind as usize] == healthy {
@@ -107,9 +122,20 @@ impl Health {
     /// Registers a server's hook for health events until the returned guard drops.
     pub(crate) fn watch(&self, hook: Hook) -> Watch {
         let mut watchers = self.watchers();
-        let id = watchers.next_id;
-        watchers.next_id += 1;
+        let id = watchers.next_id();
         watchers.hooks.push((id, hook));
+        Watch {
+            health: self.clone(),
+            id,
+        }
+    }
+
+    /// Pokes `wake` on every change of `kind` (a registration, a flag, a
+    /// target, a check's result, a removal), until the returned guard drops.
+    pub(crate) fn follow(&self, kind: Kind, wake: Arc<Wake>) -> Watch {
+        let mut watchers = self.watchers();
+        let id = watchers.next_id();
+        watchers.followers.push((id, kind, wake));
         Watch {
             health: self.clone(),
             id,
