@@ -65,6 +65,16 @@ pub type CheckResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 /// )?;
 /// # Ok::<(), healthz::Error>(())
 /// ```
+///
+/// A builder method's result dropped is a compile-time warning:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let check = healthz::Check::new("db", || Ok(()));
+/// check.timeout(std::time::Duration::from_secs(2)); // a new check, dropped
+///
+/// ```
+#[must_use = "a check does nothing until added: pass it to add_check or add_liveness_check"]
 pub struct Check {
     pub(crate) name: String,
     pub(crate) func: Arc<CheckFn>,
@@ -94,6 +104,7 @@ impl Check {
     }
 
     /// How long one run may take before it counts as failed. Default 1 s.
+    #[must_use = "the builder returns the configured check: pass it to add_check"]
     pub fn timeout(mut self, timeout: Duration) -> Check {
         self.timeout = timeout;
         self
@@ -101,12 +112,14 @@ impl Check {
 
     /// Runs the check in the background every `interval` instead of on each
     /// probe; probes read the last result.
+    #[must_use = "the builder returns the configured check: pass it to add_check"]
     pub fn every(mut self, interval: Duration) -> Check {
         self.schedule_mut().interval = interval;
         self
     }
 
     /// For a background check: the wait before its first run. Default 0.
+    #[must_use = "the builder returns the configured check: pass it to add_check"]
     pub fn initial_delay(mut self, delay: Duration) -> Check {
         self.schedule_mut().initial_delay = delay;
         self
@@ -114,6 +127,7 @@ impl Check {
 
     /// For a background check: consecutive failures before it counts as
     /// failing. Default 3 (Kubernetes' default).
+    #[must_use = "the builder returns the configured check: pass it to add_check"]
     pub fn failure_threshold(mut self, runs: u32) -> Check {
         self.schedule_mut().failure_threshold = runs;
         self
@@ -121,6 +135,7 @@ impl Check {
 
     /// For a background check: consecutive successes before a failing check
     /// counts as passing again. Default 1.
+    #[must_use = "the builder returns the configured check: pass it to add_check"]
     pub fn success_threshold(mut self, runs: u32) -> Check {
         self.schedule_mut().success_threshold = runs;
         self

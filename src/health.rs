@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 mod background;
@@ -23,8 +23,11 @@ use crate::error::{invalid, positive, refused, Error};
 use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, read, write, Latch, Wake};
 
-/// Most targets and checks one [`Health`] holds (so bodies stay far below 10 KiB).
+/// Most targets and checks one [`Health`] holds (so bodies stay small).
 pub(crate) const MAX_ENTRIES: usize = 32;
+/// Most heartbeats and thread guards one [`Health`] holds: a pool of workers
+/// guards each of its threads.
+pub(crate) const MAX_WORKERS: usize = 1024;
 /// Longest target or check name, in bytes.
 pub(crate) const MAX_NAME: usize = 64;
 
@@ -109,9 +112,53 @@ struct Entry {
     state: EntryState,
     /// Runs of a check that failed (timeouts and panics included).
     failures: AtomicU64,
+    /// For an entry a user holds a handle to (a target, heartbeat or guard):
+    /// alive while a handle is. Once every handle is gone, its name can be
+    /// taken again (a restarted worker, a component started anew).
+    holder: Option<Weak<()>>,
 }
 
 impl Entry {
+    /// Whether it counts in the failing counters now: a target not ready, a
+    /// background check not passing, a guard whose thread died.
+    fn counts_failing(&self) -> bool {
+        match &self.state {
+            EntryState::Target(ready) => !ready.load(Ordering::SeqCst),
+            EntryState::Background { state, .. } => !lock(state).0.passing,
+            EntryState::Guard(fate) => fate.reason().is_some(),
+            EntryState::OnRequest { .. } | EntryState::Heartbeat(_) => false,
+        }
+    }
+
+    /// Whether every handle to it is gone, so another may take its name.
+    fn abandoned(&self) -> bool {
+        self.holder
+            .as_ref()
+            .is_some_and(|holder| holder.strong_count() == 0)
+    }
+
+    /// Whether it is the entry `holder` holds.
+    fn held_by(&self, holder: &Arc<()>) -> bool {
+        self.holder
+            .as_ref()
+            .is_some_and(|h| h.ptr_eq(&Arc::downgrade(holder)))
+    }
+
+    fn new(name: &str, kind: Kind, state: EntryState, holder: Option<Weak<()>>) -> Entry {
+        Entry {
+            name: name.to_string(),
+            kind,
+            state,
+            failures: AtomicU64::new(0),
+            holder,
+        }
+    }
+
+    /// Whether it is a worker's (a heartbeat or a guard), limited apart.
+    fn is_worker(&self) -> bool {
+        matches!(self.state, EntryState::Heartbeat(_) | EntryState::Guard(_))
+    }
+
     /// This entry's line in a report, from its latest known result.
     fn item(&self, at: u64) -> Item {
         let (status, reason, at) = match &self.state {
@@ -342,16 +389,23 @@ impl Health {
     /// component flips it: readiness holds only when every target is ready.
     ///
     /// Names are 1 to 64 bytes of letters, digits, `.`, `_` and `-`, unique
-    /// across targets and checks; `ready`, `shutdown` and `ping` are built in.
-    /// A duplicate or invalid name is an error, never a silent merge.
+    /// across targets, checks, heartbeats and guards; `ready`, `shutdown` and
+    /// `ping` are built in. A duplicate or invalid name is an error, never a
+    /// silent merge. A target's, heartbeat's or guard's name is free again
+    /// once every handle to it is gone: registering it then replaces the old
+    /// entry, in its place (a restarted component). A `Health` holds at most
+    /// 32 targets and checks, and apart from them 1024 heartbeats and guards.
+    ///
+    /// # Errors
     ///
     /// The error's [`kind`](Error::kind) is `InvalidInput` for an invalid
     /// name or one too many, `AlreadyExists` for a name taken.
     pub fn target(&self, name: &str) -> Result<Target, Error> {
-        let entry = self.add_target(name, Kind::Readiness, false)?;
+        let (entry, holder) = self.add_target(name, Kind::Readiness, false)?;
         Ok(Target(Flag {
             health: self.clone(),
             entry,
+            _holder: holder,
         }))
     }
 
@@ -370,10 +424,11 @@ impl Health {
     /// # Ok::<(), healthz::Error>(())
     /// ```
     pub fn liveness_target(&self, name: &str) -> Result<LivenessTarget, Error> {
-        let entry = self.add_target(name, Kind::Liveness, true)?;
+        let (entry, holder) = self.add_target(name, Kind::Liveness, true)?;
         Ok(LivenessTarget(Flag {
             health: self.clone(),
             entry,
+            _holder: holder,
         }))
     }
 
@@ -391,99 +446,126 @@ impl Health {
         Ok(self.add_check_of(check, Kind::Liveness)?)
     }
 
-    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<Arc<Entry>> {
-        let entry = self.entry(name, kind, EntryState::Target(AtomicBool::new(ready)));
-        self.register(entry.clone(), !ready)?;
-        Ok(entry)
+    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<(Arc<Entry>, Holder)> {
+        let state = EntryState::Target(AtomicBool::new(ready));
+        let (entry, holder) = self.held(name, kind, state);
+        self.register(entry.clone())?;
+        Ok((entry, holder))
     }
 
     fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
         check.validate().map_err(invalid)?;
         let runner = Runner::new(&check);
-        let (state, failing) = match check.schedule {
-            None => (
-                EntryState::OnRequest {
-                    runner,
-                    last: Mutex::new(None),
-                },
-                false,
-            ),
-            Some(schedule) => {
-                // Before its first verdict, a readiness check is not passing; a liveness check is.
-                let passing = kind == Kind::Liveness;
-                let state = EntryState::Background {
-                    runner,
-                    schedule,
-                    state: Mutex::new((Thresholds::new(passing), now())),
-                };
-                (state, !passing)
-            }
+        let state = match check.schedule {
+            None => EntryState::OnRequest {
+                runner,
+                last: Mutex::new(None),
+            },
+            // Before its first verdict, a readiness check is not passing; a liveness check is.
+            Some(schedule) => EntryState::Background {
+                runner,
+                schedule,
+                state: Mutex::new((Thresholds::new(kind == Kind::Liveness), now())),
+            },
         };
-        let entry = self.entry(&check.name, kind, state);
-        self.register(entry.clone(), failing)?;
+        let entry = Arc::new(Entry::new(&check.name, kind, state, None));
+        self.register(entry.clone())?;
         if matches!(entry.state, EntryState::Background { .. }) {
             self.spawn_background(entry)?;
         }
         Ok(())
     }
 
-    fn register(&self, entry: Arc<Entry>, failing: bool) -> io::Result<()> {
+    /// Adds `entry`, or puts it in the place of an abandoned entry of the
+    /// same name (a restarted worker's), keeping the counters in step.
+    fn register(&self, entry: Arc<Entry>) -> io::Result<()> {
         check_name(&entry.name)?;
-        let kind = entry.kind;
-        {
+        let replaced = {
             let mut entries = write(&self.inner.entries);
-            if entries.iter().any(|e| e.name == entry.name) {
+            let at = entries.iter().position(|e| e.name == entry.name);
+            if at.is_some_and(|at| !entries[at].abandoned()) {
                 return Err(refused(
                     io::ErrorKind::AlreadyExists,
-                    format!("a target or check named `{}` already exists", entry.name),
+                    format!(
+                        "a target, check, heartbeat or guard named `{}` already exists",
+                        entry.name
+                    ),
                 ));
             }
-            if entries.len() >= MAX_ENTRIES {
-                return Err(invalid(format!("at most {MAX_ENTRIES} targets and checks")));
+            let worker = entry.is_worker();
+            let (limit, what) = match worker {
+                true => (MAX_WORKERS, "heartbeats and thread guards"),
+                false => (MAX_ENTRIES, "targets and checks"),
+            };
+            let alike = entries.iter().filter(|e| e.is_worker() == worker).count();
+            let freed = at.is_some_and(|at| entries[at].is_worker() == worker);
+            if alike - usize::from(freed) >= limit {
+                return Err(invalid(format!("at most {limit} {what}")));
             }
-            if failing {
-                self.count_failing(kind, true);
+            self.count(&entry, true);
+            let old = match at {
+                Some(at) => Some(std::mem::replace(&mut entries[at], entry.clone())),
+                None => {
+                    entries.push(entry.clone());
+                    None
+                }
+            };
+            if let Some(old) = &old {
+                self.count(old, false);
             }
-            if entry.state.on_request() {
-                self.inner.on_request[kind as usize].fetch_add(1, Ordering::SeqCst);
-            }
-            entries.push(entry);
+            old
+        };
+        self.changed(entry.kind);
+        if let Some(old) = replaced.filter(|old| old.kind != entry.kind) {
+            self.changed(old.kind);
         }
-        self.changed(kind);
         Ok(())
+    }
+
+    /// Adds (or takes away) what `entry` contributes to the counters that
+    /// [`quick`](Self::quick) reads.
+    fn count(&self, entry: &Entry, add: bool) {
+        if entry.counts_failing() {
+            self.count_failing(entry.kind, add);
+        }
+        if entry.state.on_request() {
+            let counter = &self.inner.on_request[entry.kind as usize];
+            match add {
+                true => counter.fetch_add(1, Ordering::SeqCst),
+                false => counter.fetch_sub(1, Ordering::SeqCst),
+            };
+        }
     }
 
     /// Registers a heartbeat, starting the thread that watches heartbeats if
     /// it is the first.
-    pub(crate) fn add_heartbeat(&self, name: &str, period: Duration) -> Result<Arc<Pulse>, Error> {
+    pub(crate) fn add_heartbeat(
+        &self,
+        name: &str,
+        period: Duration,
+    ) -> Result<(Arc<Pulse>, Holder), Error> {
         positive("a heartbeat's period", period)?;
         let alarm = self.heartbeat_alarm()?;
         let pulse = Arc::new(Pulse::new(period, alarm.clone()));
-        self.register(
-            self.entry(name, Kind::Liveness, EntryState::Heartbeat(pulse.clone())),
-            false,
-        )?;
+        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Heartbeat(pulse.clone()));
+        self.register(entry)?;
         alarm.poke(); // a new deadline to wait for
-        Ok(pulse)
+        Ok((pulse, holder))
     }
 
     /// Registers a thread guard, alive.
-    pub(crate) fn add_guard(&self, name: &str) -> Result<Arc<Fate>, Error> {
+    pub(crate) fn add_guard(&self, name: &str) -> Result<(Arc<Fate>, Holder), Error> {
         let fate = Arc::new(Fate::default());
-        self.register(
-            self.entry(name, Kind::Liveness, EntryState::Guard(fate.clone())),
-            false,
-        )?;
-        Ok(fate)
+        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Guard(fate.clone()));
+        self.register(entry)?;
+        Ok((fate, holder))
     }
 
-    fn entry(&self, name: &str, kind: Kind, state: EntryState) -> Arc<Entry> {
-        Arc::new(Entry {
-            name: name.to_string(),
-            kind,
-            state,
-            failures: AtomicU64::new(0),
-        })
+    /// An entry a user's handle holds, and that handle's holder.
+    fn held(&self, name: &str, kind: Kind, state: EntryState) -> (Arc<Entry>, Holder) {
+        let holder = Holder::default();
+        let entry = Entry::new(name, kind, state, Some(Arc::downgrade(&holder)));
+        (Arc::new(entry), holder)
     }
 
     /// A guarded thread died: liveness fails, with `reason`, once.
@@ -500,25 +582,18 @@ impl Health {
         self.changed(Kind::Liveness);
     }
 
-    /// Unregisters a heartbeat or guard that ended on purpose.
-    pub(crate) fn remove(&self, name: &str) {
+    /// Unregisters the heartbeat or guard `holder` holds, which ended on purpose.
+    pub(crate) fn remove(&self, holder: &Holder) {
         let removed = {
             let mut entries = write(&self.inner.entries);
-            let Some(at) = entries.iter().position(|e| e.name == name) else {
+            let Some(at) = entries.iter().position(|e| e.held_by(holder)) else {
                 return;
             };
-            entries.remove(at)
+            let removed = entries.remove(at);
+            self.count(&removed, false);
+            removed
         };
-        let kind = removed.kind;
-        if removed.state.on_request() {
-            self.inner.on_request[kind as usize].fetch_sub(1, Ordering::SeqCst);
-        }
-        if let EntryState::Guard(fate) = &removed.state {
-            if fate.reason().is_some() {
-                self.count_failing(kind, false);
-            }
-        }
-        self.changed(kind);
+        self.changed(removed.kind);
     }
 
     /// Decides readiness (or liveness) for a probe, reading only atomics, when
@@ -682,7 +757,9 @@ impl fmt::Debug for Health {
 /// A component's own readiness, registered by name on a [`Health`] with
 /// [`Health::target`] and flipped from the component's thread. Clones flip
 /// the same target. Dropping it does not unregister it: a component that
-/// went away without saying it is ready keeps readiness failing.
+/// went away without saying it is ready keeps readiness failing. Once every
+/// clone is dropped, its name is free again: the component, started anew,
+/// registers it again and the new target (not ready) takes the old one's place.
 ///
 /// ```
 /// let health = healthz::Health::new();
@@ -698,7 +775,19 @@ impl fmt::Debug for Health {
 /// assert!(health.is_ready());
 /// # Ok::<(), healthz::Error>(())
 /// ```
+///
+/// Dropped at once, it would hold readiness back for good; the compiler says so:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), healthz::Error> {
+/// let health = healthz::Health::new();
+/// health.target("cache")?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
+#[must_use = "a target nobody holds can never be made ready, and readiness fails: keep it and call ready()"]
 pub struct Target(Flag);
 
 impl Target {
@@ -740,8 +829,19 @@ impl fmt::Debug for Target {
 /// A component's own liveness, registered by name on a [`Health`] with
 /// [`Health::liveness_target`]: alive until the component says otherwise,
 /// and then `/livez` fails (and systemd's watchdog stops) until it is alive
-/// again. Clones flip the same target; dropping it does not unregister it.
+/// again. Clones flip the same target; dropping it does not unregister it,
+/// and once every clone is dropped its name is free to register again.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), healthz::Error> {
+/// let health = healthz::Health::new();
+/// health.liveness_target("main-loop")?; // nobody can say it stalled
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
+#[must_use = "a liveness target nobody holds can never say the component stalled: keep it"]
 pub struct LivenessTarget(Flag);
 
 impl LivenessTarget {
@@ -785,7 +885,12 @@ impl fmt::Debug for LivenessTarget {
 struct Flag {
     health: Health,
     entry: Arc<Entry>,
+    _holder: Holder,
 }
+
+/// What a user's handle holds while it lives: once every clone is gone, the
+/// entry is abandoned and its name free to take again.
+pub(crate) type Holder = Arc<()>;
 
 impl Flag {
     fn set(&self, on: bool) {

@@ -259,12 +259,14 @@ impl Probe {
     }
 
     /// The overall time for connecting, sending and reading. Default 1 s, the kubelet's.
+    #[must_use = "the builder returns the configured probe: use it to probe"]
     pub fn timeout(mut self, timeout: Duration) -> Probe {
         self.timeout = timeout;
         self
     }
 
     /// The statuses that count as healthy. Default `200..=399`.
+    #[must_use = "the builder returns the configured probe: use it to probe"]
     pub fn expect(mut self, statuses: RangeInclusive<u16>) -> Probe {
         self.expect = statuses;
         self
@@ -272,6 +274,7 @@ impl Probe {
 
     /// Most bytes read of the response, head and body together; a longer body
     /// is cut there (not an error), a longer head is malformed. Default 10 KiB.
+    #[must_use = "the builder returns the configured probe: use it to probe"]
     pub fn max_response(mut self, bytes: usize) -> Probe {
         self.max_response = bytes;
         self

@@ -47,6 +47,17 @@ const FORCE_GRACE: Duration = Duration::from_millis(250);
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Every builder method returns the server it configured; dropping that is
+/// a compile-time warning:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let server = healthz::Server::new(healthz::Health::new());
+/// server.metrics(true); // configures a server that is dropped here
+/// let _ = server;
+/// ```
+#[must_use = "a server serves nothing until bound: call bind, bind_unix, listen or run"]
 pub struct Server {
     health: Health,
     config: Config,
@@ -122,6 +133,7 @@ impl Server {
     /// readiness), so keep it short, and do not shut the server down from it
     /// (trigger a [`ShutdownToken`] instead); a panic in it is contained and
     /// loses only that event.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Server {
         self.hook = Some(Arc::new(hook));
         self
@@ -130,12 +142,14 @@ impl Server {
     /// Time allowed to receive a whole request head, counted from its first byte
     /// (or from the connection's accept, for its first request), however it
     /// trickles in. Default 10 s. Past it the client gets 408 and is closed.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn request_timeout(mut self, timeout: Duration) -> Server {
         self.config.conn.request_timeout = timeout;
         self
     }
 
     /// Time a kept-alive connection may sit idle between requests. Default 30 s.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn idle_timeout(mut self, timeout: Duration) -> Server {
         self.config.conn.idle_timeout = timeout;
         self
@@ -143,6 +157,7 @@ impl Server {
 
     /// Time allowed for writing one batch of responses to a client that does not
     /// read. Default 10 s.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn write_timeout(mut self, timeout: Duration) -> Server {
         self.config.conn.write_timeout = timeout;
         self
@@ -155,6 +170,7 @@ impl Server {
     /// The server's own threads (in `accept`, or on idle connections) still get
     /// a moment (250 ms at most) to leave, so a shutdown with nothing in flight
     /// returns `Ok` and has joined every thread, whatever the timeout.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
         self.config.shutdown_timeout = timeout;
         self
@@ -168,12 +184,14 @@ impl Server {
     /// a connection being answered only if every connection is, and then the
     /// one whose client has not read its answer for longest. So a fresh probe
     /// is answered however many idle, slow or hostile clients hold connections.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_connections(mut self, max: usize) -> Server {
         self.config.max_connections = max;
         self
     }
 
     /// Requests served on one connection before it is closed. Default 10 000.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_requests_per_connection(mut self, max: u64) -> Server {
         self.config.conn.max_requests = max;
         self
@@ -181,12 +199,14 @@ impl Server {
 
     /// Largest request body read (and discarded); larger ones get 413 and a
     /// close. Default 64 KiB.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_body(mut self, bytes: u64) -> Server {
         self.config.conn.max_body = bytes;
         self
     }
 
     /// Longest request line; longer gets 414. Default 4 KiB.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_request_line(mut self, bytes: usize) -> Server {
         self.config.conn.head.max_line = bytes;
         self
@@ -195,12 +215,14 @@ impl Server {
     /// Longest request head (request line and headers); longer gets 431. It
     /// also bounds each connection's receive buffer, which starts at 1 KiB and
     /// grows only for a head that needs it. Default 8 KiB, at most 1 MiB.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_request_head(mut self, bytes: usize) -> Server {
         self.config.conn.head.max_head = bytes;
         self
     }
 
     /// Most header fields in a request; more gets 431. Default 64.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn max_headers(mut self, count: usize) -> Server {
         self.config.conn.head.max_headers = count;
         self
@@ -208,6 +230,7 @@ impl Server {
 
     /// Serves the endpoints under `prefix`: `.path_prefix("/v1.0")` answers
     /// `/v1.0/healthz`, `/v1.0/readyz` and `/v1.0/livez` (and nothing else).
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn path_prefix(mut self, prefix: &str) -> Server {
         self.config.routes.prefix = prefix.to_string();
         self
@@ -223,6 +246,7 @@ impl Server {
     /// ```compile_fail
     /// healthz::Server::new(healthz::Health::new()).success_status(201);
     /// ```
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn success_status(mut self, status: SuccessStatus) -> Server {
         self.config.routes.success = status;
         self
@@ -231,6 +255,7 @@ impl Server {
     /// The status of a failing probe: [`FailureStatus::ServiceUnavailable`]
     /// (503, the default; every prober reads it as "not now") or
     /// [`FailureStatus::InternalServerError`] (500, daprd's).
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn failure_status(mut self, status: FailureStatus) -> Server {
         self.config.routes.failure = status;
         self
@@ -251,6 +276,7 @@ impl Server {
     /// # Ok(())
     /// # }
     /// ```
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn failure_body(mut self, body: FailureBody) -> Server {
         self.config.routes.failure_body = body;
         self
@@ -259,6 +285,7 @@ impl Server {
     /// Whether check failure reasons appear in `?verbose` and JSON bodies.
     /// Default false: bodies say `reason withheld` and reasons go to the event
     /// hook only ([`Event::CheckFailed`]), since probes may come from anywhere.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn show_reasons(mut self, show: bool) -> Server {
         self.config.routes.show_reasons = show;
         self
@@ -269,6 +296,7 @@ impl Server {
     /// server keeps serving for `delay`, so load balancers stop sending
     /// traffic before the process goes; then the usual shutdown follows.
     /// Default 0 (no drain). See also [`Running::drain`].
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn drain_delay(mut self, delay: Duration) -> Server {
         self.config.drain_delay = delay;
         self
@@ -281,6 +309,7 @@ impl Server {
     /// creation and no hand-off between threads. Default 16, at least 1.
     ///
     /// Spares are for bursts: see [`spare_thread_timeout`](Server::spare_thread_timeout).
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn spare_threads(mut self, max: usize) -> Server {
         self.config.spares.max = max;
         self
@@ -296,6 +325,7 @@ impl Server {
     /// socket): no timer, no wake-up. That is Linux's; on other systems
     /// `accept` cannot time out, and spare threads (at most
     /// [`spare_threads`](Server::spare_threads)) wait until shutdown.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn spare_thread_timeout(mut self, quiet: Duration) -> Server {
         self.config.spares.quiet = quiet;
         self
@@ -319,6 +349,7 @@ impl Server {
     ///
     /// The counters are kept whether or not this is on: a relaxed atomic add
     /// per connection and per answer.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn metrics(mut self, on: bool) -> Server {
         self.config.routes.metrics = on;
         self
@@ -365,6 +396,7 @@ impl Server {
     /// ([`Event::NotifyError`]); nothing is retried. The watchdog's pings are
     /// never more often than every 10 ms, and one goes out at once when
     /// liveness recovers. Linux only: elsewhere this compiles and does nothing.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn notify_systemd(mut self, on: bool) -> Server {
         self.config.systemd = on;
         self
@@ -376,6 +408,7 @@ impl Server {
     /// `STATUS=` and `READY=1` follow a change in their answers. Default
     /// 1 s; raise it for checks too costly to run that often. Probes run
     /// them as before, whatever this says.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn notify_recheck(mut self, interval: Duration) -> Server {
         self.config.notify_recheck = interval;
         self
@@ -383,6 +416,7 @@ impl Server {
 
     /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
     /// raise it if your event hook needs deep stacks.
+    #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn thread_stack_size(mut self, bytes: usize) -> Server {
         self.config.stack_size = bytes;
         self
@@ -570,8 +604,25 @@ impl fmt::Debug for Server {
 /// is `std::net::SocketAddr`), or on a Unix socket (`A` is
 /// `std::os::unix::net::SocketAddr`).
 ///
-/// [`shutdown`](Running::shutdown) stops it; so does dropping it (ignoring
-/// the result) and triggering its [`shutdown_token`](Running::shutdown_token).
+/// [`shutdown`](Running::shutdown) stops it (after the drain delay, if one
+/// is set), and so does triggering its
+/// [`shutdown_token`](Running::shutdown_token). Dropping it stops it too,
+/// ignoring the result and **without the drain**: a drop is what an error
+/// returned with `?` after bind, or a panic, does, and the drain is for a
+/// planned stop. Requests in flight still finish within the shutdown
+/// timeout, and every thread is joined before the drop returns.
+///
+/// The compiler says so when it is dropped at once (a common slip, which
+/// leaves a service with no health server):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), healthz::Error> {
+/// healthz::Server::new(healthz::Health::new()).bind("127.0.0.1:0")?; // stopped at once
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping `Running` stops the server at once: keep it for as long as the server should serve"]
 pub struct Running<A = SocketAddr> {
     addr: A,
     token: ShutdownToken,
@@ -648,8 +699,14 @@ impl<A> Running<A> {
 }
 
 impl<A> Drop for Running<A> {
+    /// A drop is no planned stop (an error returned with `?` after bind, a
+    /// panic unwinding): the server stops at once, without the drain delay,
+    /// unless a stop was already asked for, which goes on as asked.
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        if !self.token.is_triggered() {
+            self.token.trigger_draining(Duration::ZERO);
+        }
+        let _ = self.wait();
     }
 }
 

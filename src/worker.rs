@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::check::shorten;
 use crate::error::Error;
-use crate::health::Health;
+use crate::health::{Health, Holder};
 use crate::pulse::{Fate, Pulse};
 
 /// A loop's promise to make progress: [`beat`](Heartbeat::beat) at least once
@@ -28,7 +28,8 @@ use crate::pulse::{Fate, Pulse};
 /// Clones beat the same heartbeat. **Dropping it does not unregister it**:
 /// a worker whose thread died with its heartbeat stops beating, and
 /// liveness fails, which is the point. A worker that ends on purpose says so
-/// with [`retire`](Heartbeat::retire).
+/// with [`retire`](Heartbeat::retire). Once every clone is gone, the name
+/// is free again: a restarted worker registers it anew, replacing the old one.
 ///
 /// ```
 /// use std::time::Duration;
@@ -46,19 +47,33 @@ use crate::pulse::{Fate, Pulse};
 /// assert!(health.is_alive());
 /// # Ok::<(), healthz::Error>(())
 /// ```
+///
+/// Dropped at once, it would fail liveness a period later; the compiler says so:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), healthz::Error> {
+/// let health = healthz::Health::new();
+/// health.heartbeat("loop", std::time::Duration::from_secs(2))?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
+#[must_use = "a heartbeat nobody beats fails liveness one period from now: keep it in the loop and call beat()"]
 pub struct Heartbeat {
     health: Health,
     name: Arc<str>,
     pulse: Arc<Pulse>,
+    holder: Holder,
 }
 
 impl Heartbeat {
-    pub(crate) fn new(health: Health, name: &str, pulse: Arc<Pulse>) -> Heartbeat {
+    fn new(health: Health, name: &str, (pulse, holder): (Arc<Pulse>, Holder)) -> Heartbeat {
         Heartbeat {
             health,
             name: name.into(),
             pulse,
+            holder,
         }
     }
 
@@ -76,7 +91,7 @@ impl Heartbeat {
     /// Unregisters it: the worker ended on purpose, and liveness no longer
     /// waits for its beats. Other clones stop counting too.
     pub fn retire(self) {
-        self.health.remove(&self.name);
+        self.health.remove(&self.holder);
     }
 }
 
@@ -114,20 +129,34 @@ impl fmt::Debug for Heartbeat {
 /// assert!(health.is_alive());
 /// # Ok::<(), healthz::Error>(())
 /// ```
+///
+/// Dropped at once, it would fail liveness for good; the compiler says so:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// # fn main() -> Result<(), healthz::Error> {
+/// let health = healthz::Health::new();
+/// health.thread_guard("worker")?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a guard dropped at once fails liveness for good: move it into the thread it guards"]
 pub struct ThreadGuard {
     health: Health,
     name: String,
     fate: Arc<Fate>,
+    holder: Holder,
     finished: bool,
 }
 
 impl ThreadGuard {
-    pub(crate) fn new(health: Health, name: &str, fate: Arc<Fate>) -> ThreadGuard {
+    fn new(health: Health, name: &str, (fate, holder): (Arc<Fate>, Holder)) -> ThreadGuard {
         record_panics();
         ThreadGuard {
             health,
             name: name.to_string(),
             fate,
+            holder,
             finished: false,
         }
     }
@@ -136,7 +165,7 @@ impl ThreadGuard {
     /// no longer counts it.
     pub fn finish(mut self) {
         self.finished = true;
-        self.health.remove(&self.name);
+        self.health.remove(&self.holder);
     }
 
     /// The name it was registered under.
@@ -202,15 +231,28 @@ impl Health {
     /// [`target`](Health::target); a zero period or one over a year is
     /// `InvalidInput`.
     pub fn heartbeat(&self, name: &str, period: Duration) -> Result<Heartbeat, Error> {
-        let pulse = self.add_heartbeat(name, period)?;
-        Ok(Heartbeat::new(self.clone(), name, pulse))
+        let held = self.add_heartbeat(name, period)?;
+        Ok(Heartbeat::new(self.clone(), name, held))
     }
 
     /// Registers a thread guard called `name`, alive until the thread that
     /// holds it panics or drops it without [`finish`](ThreadGuard::finish).
-    /// Names and errors as for [`target`](Health::target).
+    /// Names and errors as for [`target`](Health::target): a dead guard's
+    /// name is free again, so a supervisor that restarts the thread guards
+    /// the new one under the same name, and liveness passes again.
+    ///
+    /// ```
+    /// let health = healthz::Health::new();
+    /// let first = health.thread_guard("worker")?;
+    /// drop(first); // its thread died
+    /// assert!(!health.is_alive());
+    /// let restarted = health.thread_guard("worker")?;
+    /// assert!(health.is_alive());
+    /// restarted.finish();
+    /// # Ok::<(), healthz::Error>(())
+    /// ```
     pub fn thread_guard(&self, name: &str) -> Result<ThreadGuard, Error> {
-        let fate = self.add_guard(name)?;
-        Ok(ThreadGuard::new(self.clone(), name, fate))
+        let held = self.add_guard(name)?;
+        Ok(ThreadGuard::new(self.clone(), name, held))
     }
 }

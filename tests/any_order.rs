@@ -202,6 +202,11 @@ enum Op {
     AddGuard,
     DropGuard(usize),
     FinishGuard(usize),
+    /// A supervisor's restart: a new guard under a dead one's name.
+    RestartGuard(usize),
+    /// Every handle to a target gone, and the component started anew.
+    DropTarget(usize),
+    RestartTarget(usize),
     AddHeartbeat,
     RetireHeartbeat(usize),
     /// Ask every probe, and check that they agree with the model.
@@ -263,6 +268,9 @@ struct Real {
     liveness_targets: Vec<(String, LivenessTarget)>,
     liveness_checks: Vec<(String, Arc<AtomicBool>)>,
     guards: Vec<(String, ThreadGuard)>,
+    /// Names whose holders are gone: dead guards, dropped targets.
+    dead_guards: Vec<String>,
+    dropped_targets: Vec<String>,
     heartbeats: Vec<(String, Heartbeat)>,
     names: usize,
 }
@@ -292,7 +300,7 @@ fn answering(name: &str, answer: bool) -> (Check, Arc<AtomicBool>) {
 fn pick(rng: &mut Rng, real: &Real) -> Op {
     let bound = real.server.is_some();
     loop {
-        let op = match rng.below(16) {
+        let op = match rng.below(19) {
             0 | 1 => Op::Flag(rng.coin()),
             2 => Op::AddTarget,
             3 | 4 if !real.targets.is_empty() => {
@@ -320,6 +328,13 @@ fn pick(rng: &mut Rng, real: &Real) -> Op {
             }
             14 => Op::AddHeartbeat,
             15 if bound => Op::Probe,
+            16 if !real.dead_guards.is_empty() => {
+                Op::RestartGuard(rng.below(real.dead_guards.len()))
+            }
+            17 if !real.targets.is_empty() => Op::DropTarget(rng.below(real.targets.len())),
+            18 if !real.dropped_targets.is_empty() => {
+                Op::RestartTarget(rng.below(real.dropped_targets.len()))
+            }
             _ => continue,
         };
         return op;
@@ -412,6 +427,24 @@ fn apply(op: &Op, real: &mut Real, model: &mut Model) -> Result<(), String> {
             let (name, guard) = real.guards.remove(i);
             drop(guard); // without finish(): its thread "died"
             Model::set(&mut model.liveness, &name, false);
+            real.dead_guards.push(name);
+        }
+        Op::RestartGuard(i) => {
+            let name = real.dead_guards.remove(i);
+            let guard = health.thread_guard(&name).map_err(|e| e.to_string())?;
+            Model::set(&mut model.liveness, &name, true);
+            real.guards.push((name, guard));
+        }
+        Op::DropTarget(i) => {
+            let (name, target) = real.targets.remove(i);
+            drop(target); // the target stays as it was, its name free again
+            real.dropped_targets.push(name);
+        }
+        Op::RestartTarget(i) => {
+            let name = real.dropped_targets.remove(i);
+            let target = health.target(&name).map_err(|e| e.to_string())?;
+            Model::set(&mut model.readiness, &name, false);
+            real.targets.push((name, target));
         }
         Op::FinishGuard(i) => {
             let (name, guard) = real.guards.remove(i);
@@ -538,6 +571,8 @@ fn run(seed: u64, systemd: &Systemd) -> Result<(), Failure> {
         liveness_targets: Vec::new(),
         liveness_checks: Vec::new(),
         guards: Vec::new(),
+        dead_guards: Vec::new(),
+        dropped_targets: Vec::new(),
         heartbeats: Vec::new(),
         names: 0,
     };

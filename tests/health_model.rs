@@ -85,7 +85,7 @@ fn readiness_holds_only_when_every_target_is_ready() {
 #[test]
 fn target_names_are_unique_valid_and_not_built_in() {
     let health = Health::new();
-    health.target("db").unwrap();
+    let _db = health.target("db").unwrap();
     let duplicate = health.target("db").unwrap_err();
     assert_eq!(duplicate.kind(), std::io::ErrorKind::AlreadyExists);
     assert!(
@@ -140,8 +140,8 @@ fn per_name_endpoints_answer_for_one_target_or_check() {
     let server = serve(&health);
     let addr = server.local_addr();
     health.target("queue").unwrap().ready();
-    health.target("cache").unwrap();
-    health.liveness_target("loop").unwrap();
+    let _cache = health.target("cache").unwrap();
+    let _loop = health.liveness_target("loop").unwrap();
     assert_eq!(get(addr, "/readyz/queue").status, 200);
     assert_eq!(get(addr, "/readyz/cache").status, 503);
     assert_eq!(
@@ -169,7 +169,7 @@ fn verbose_output_is_kubernetes_shaped_and_withholds_reasons() {
     health.ready();
     let server = serve(&health);
     health.target("queue").unwrap().ready();
-    health.target("cache").unwrap();
+    let _cache = health.target("cache").unwrap();
     health
         .add_check(Check::new("db", || Err("connection refused".into())))
         .unwrap();
@@ -221,7 +221,7 @@ fn exclude_skips_checks_and_warns_about_names_that_match_nothing() {
     let health = Health::new();
     health.ready();
     let server = serve(&health);
-    health.target("cache").unwrap();
+    let _cache = health.target("cache").unwrap();
     let reply = get(server.local_addr(), "/readyz?exclude=cache");
     assert_eq!((reply.status, reply.text()), (200, "ok\n"));
     let reply = get(

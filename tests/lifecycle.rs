@@ -192,6 +192,61 @@ fn dropping_the_running_server_shuts_it_down() {
     );
 }
 
+/// An error after bind, returned with `?`, drops the server: it stops
+/// without the drain delay (the drain is for a planned stop), so the error
+/// surfaces at once rather than a drain later.
+#[test]
+fn an_error_after_bind_drops_the_server_without_its_drain() {
+    let recorder = Recorder::default();
+    let health = Health::new();
+    let drain = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut addr = None;
+    let mut service = || -> Result<(), healthz::Error> {
+        let server = Server::new(health.clone())
+            .drain_delay(drain)
+            .on_event(recorder.hook())
+            .bind("127.0.0.1:0")?;
+        addr = Some(server.local_addr());
+        let _db = health.target("db")?;
+        let _again = health.target("db")?; // a name taken: the error ends the service
+        Ok(())
+    };
+    let error = service().unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+    let events = recorder.events();
+    assert!(
+        !events.iter().any(|e| e.starts_with("draining")),
+        "{events:?}"
+    );
+    assert!(!health.is_draining(), "readiness was not drained");
+    assert!(
+        events.iter().any(|e| e.starts_with("stopped")),
+        "{events:?}"
+    );
+    assert!(TcpStream::connect(addr.unwrap()).is_err(), "stopped");
+    // Far under the drain it skipped (a few milliseconds when idle).
+    assert!(took < drain / 5, "the error surfaced after {took:?}");
+}
+
+/// A planned stop (the token triggered) drains as configured even when the
+/// server is then dropped rather than shut down.
+#[test]
+fn a_drop_after_a_planned_stop_keeps_its_drain() {
+    let recorder = Recorder::default();
+    let health = Health::new();
+    let server = Server::new(health.clone())
+        .drain_delay(Duration::from_millis(50))
+        .on_event(recorder.hook())
+        .bind("127.0.0.1:0")
+        .unwrap();
+    server.shutdown_token().trigger();
+    drop(server);
+    assert!(health.is_draining());
+    assert!(recorder.count("draining") == 1, "{:?}", recorder.events());
+}
+
 #[test]
 fn shutdown_closes_idle_keepalive_connections_at_once() {
     let health = Health::new();

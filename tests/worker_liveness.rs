@@ -163,7 +163,131 @@ fn a_zero_or_huge_heartbeat_period_is_an_error() {
         let error = health.heartbeat("x", period).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     }
-    health.heartbeat("x", Duration::from_secs(1)).unwrap();
+    let _held = health.heartbeat("x", Duration::from_secs(1)).unwrap();
     let taken = health.thread_guard("x").unwrap_err();
     assert_eq!(taken.kind(), std::io::ErrorKind::AlreadyExists);
+}
+
+/// A supervisor restarts its worker each time it panics, under the same
+/// name: each restart takes the dead guard's name again, and liveness
+/// recovers once the new worker is up.
+#[test]
+fn a_supervisor_restarts_a_panicking_worker_under_its_name_and_liveness_recovers() {
+    let health = Health::new();
+    let (server, _events) = serve(&health, true);
+    let addr = server.local_addr();
+    let (stop, stopped) = mpsc::channel::<()>();
+    let mut stopped = Some(stopped);
+    let mut restarts = 0;
+    let worker = loop {
+        let guard = health
+            .thread_guard("worker")
+            .expect("the name is free again");
+        assert!(
+            health.is_alive(),
+            "restart {restarts}: the new guard is alive"
+        );
+        // Three workers panic; the fourth keeps running until told to stop.
+        let panics = restarts < 3;
+        let stopped = (!panics).then(|| stopped.take().unwrap());
+        let thread = std::thread::spawn(move || {
+            let _guard = guard;
+            if panics {
+                panic!("bad message");
+            }
+            let _ = stopped.unwrap().recv();
+            _guard.finish();
+        });
+        if !panics {
+            break thread;
+        }
+        assert!(thread.join().is_err(), "it panicked");
+        let livez = get(addr, "/livez?verbose");
+        assert_eq!(livez.status, 503, "dead until restarted");
+        assert!(
+            livez
+                .text()
+                .contains("[-]worker failed: panicked: bad message"),
+            "{}",
+            livez.text()
+        );
+        restarts += 1;
+    };
+    // The running worker holds the name: nobody else may take it.
+    let taken = health.thread_guard("worker").unwrap_err();
+    assert_eq!(taken.kind(), std::io::ErrorKind::AlreadyExists);
+    let livez = get(addr, "/livez?verbose");
+    assert_eq!(livez.status, 200, "recovered: {}", livez.text());
+    assert!(livez.text().contains("[+]worker ok"), "{}", livez.text());
+    stop.send(()).unwrap();
+    worker.join().unwrap();
+    assert_eq!(get(addr, "/livez").status, 200);
+    server.shutdown().unwrap();
+}
+
+/// A heartbeat whose every clone is dropped (its loop's thread ended) frees
+/// its name: the restarted loop registers it again and liveness follows the
+/// new heartbeat.
+#[test]
+fn a_dropped_heartbeats_name_can_be_taken_again_by_the_restarted_loop() {
+    let health = Health::new();
+    let period = Duration::from_secs(3600);
+    let first = health.heartbeat("loop", period).unwrap();
+    let clone = first.clone();
+    drop(first);
+    let taken = health.heartbeat("loop", period).unwrap_err();
+    assert_eq!(
+        taken.kind(),
+        std::io::ErrorKind::AlreadyExists,
+        "a clone still beats"
+    );
+    drop(clone);
+    let again = health
+        .heartbeat("loop", period)
+        .expect("every handle is gone");
+    again.beat();
+    assert!(health.is_alive());
+    again.retire();
+    assert!(health.is_alive());
+    assert!(
+        health.heartbeat("loop", period).is_ok(),
+        "retired: free too"
+    );
+}
+
+/// A pool guards each of its threads: 256 register, and the limit for
+/// heartbeats and guards (1024) is apart from the one for targets and
+/// checks (32).
+#[test]
+fn a_pool_of_256_guarded_threads_registers() {
+    let health = Health::new();
+    let (server, _events) = serve(&health, false);
+    let guards: Vec<_> = (0..256)
+        .map(|n| health.thread_guard(&format!("pool-{n}")).unwrap())
+        .collect();
+    let more: Vec<_> = (256..1024)
+        .map(|n| health.thread_guard(&format!("pool-{n}")).unwrap())
+        .collect();
+    let over = health.thread_guard("pool-1024").unwrap_err();
+    assert_eq!(over.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(
+        over.to_string()
+            .contains("at most 1024 heartbeats and thread guards"),
+        "{over}"
+    );
+    // Targets and checks keep their own room.
+    let targets: Vec<_> = (0..32)
+        .map(|n| health.liveness_target(&format!("t{n}")).unwrap())
+        .collect();
+    let over = health.liveness_target("t32").unwrap_err();
+    assert!(
+        over.to_string().contains("at most 32 targets and checks"),
+        "{over}"
+    );
+    assert_eq!(get(server.local_addr(), "/livez").status, 200);
+    for guard in guards.into_iter().chain(more) {
+        guard.finish();
+    }
+    drop(targets);
+    server.shutdown().unwrap();
 }
