@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::error::LONGEST;
+use crate::error::{chain, LONGEST};
 use crate::sync::{lock, wait_until};
 
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
@@ -19,9 +19,10 @@ type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
 ///
 /// One concrete type, so that a closure's `Ok(())` needs no annotation, `?`
 /// works on any error inside a check (`std::io::Error` and the like), and a
-/// plain message is `Err("disk full".into())`. Only the error's text is kept
-/// (cut to 128 bytes): as the failure reason in events and, when shown, in
-/// bodies.
+/// plain message is `Err("disk full".into())`. Only the error's text is kept,
+/// with its causes (`source()`) joined into one line (`connecting to the
+/// database: Connection refused (os error 111)`) and cut to 128 bytes: as the
+/// failure reason in events and, when shown, in bodies.
 ///
 /// ```
 /// fn database_up() -> healthz::CheckResult {
@@ -97,7 +98,7 @@ impl Check {
     pub fn new(name: &str, check: impl Fn() -> CheckResult + Send + Sync + 'static) -> Check {
         Check {
             name: name.to_string(),
-            func: Arc::new(move || check().map_err(|e| e.to_string())),
+            func: Arc::new(move || check().map_err(|e| chain(&*e))),
             timeout: Duration::from_secs(1),
             schedule: None,
         }

@@ -81,14 +81,18 @@ pub(crate) fn client_went_away(e: &io::Error) -> bool {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Error {
     kind: Kind,
 }
 
 #[derive(Debug)]
 enum Kind {
+    /// An error that says all there is in its own words (ours, or the
+    /// operating system's when no step needs naming).
     Io(io::Error),
+    /// A step that failed (`cannot listen on 0.0.0.0:8080`), and why: the
+    /// cause is the `source()`, not part of the message.
+    Step { step: String, cause: io::Error },
     Deadline {
         after: Duration,
         cut: usize,
@@ -97,6 +101,16 @@ enum Kind {
 }
 
 impl Error {
+    /// `step` failed because of `cause`: `cannot listen on ADDR`, say.
+    pub(crate) fn step(step: impl Into<String>, cause: io::Error) -> Error {
+        Error {
+            kind: Kind::Step {
+                step: step.into(),
+                cause,
+            },
+        }
+    }
+
     pub(crate) fn deadline(after: Duration, cut: usize, stuck: usize) -> Error {
         Error {
             kind: Kind::Deadline { after, cut, stuck },
@@ -110,7 +124,7 @@ impl Error {
     /// `TimedOut` for a shutdown that reached its deadline.
     pub fn kind(&self) -> io::ErrorKind {
         match &self.kind {
-            Kind::Io(e) => e.kind(),
+            Kind::Io(e) | Kind::Step { cause: e, .. } => e.kind(),
             Kind::Deadline { .. } => io::ErrorKind::TimedOut,
         }
     }
@@ -124,7 +138,7 @@ impl Error {
     pub fn connections_cut(&self) -> usize {
         match self.kind {
             Kind::Deadline { cut, .. } => cut,
-            Kind::Io(_) => 0,
+            Kind::Io(_) | Kind::Step { .. } => 0,
         }
     }
 
@@ -136,23 +150,28 @@ impl Error {
     pub fn threads_left(&self) -> usize {
         match self.kind {
             Kind::Deadline { stuck, .. } => stuck,
-            Kind::Io(_) => 0,
+            Kind::Io(_) | Kind::Step { .. } => 0,
         }
     }
 
-    /// The underlying I/O error, if this is one.
+    /// The underlying I/O error, if this is one (for a step that failed,
+    /// its cause).
     pub fn io_error(&self) -> Option<&io::Error> {
         match &self.kind {
-            Kind::Io(e) => Some(e),
+            Kind::Io(e) | Kind::Step { cause: e, .. } => Some(e),
             Kind::Deadline { .. } => None,
         }
     }
 }
 
+/// `Display` says what happened in the crate's words, and the cause (the
+/// operating system's error) comes from `source()`: a chain reads once, as
+/// `cannot listen on 0.0.0.0:8080: Address already in use (os error 98)`.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Io(e) => e.fmt(f),
+            Kind::Step { step, .. } => f.write_str(step),
             Kind::Deadline { after, cut, stuck } => {
                 write!(f, "shutdown deadline of {after:?} passed; closed {cut} busy connection(s) by force")?;
                 if *stuck > 0 {
@@ -167,10 +186,40 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            Kind::Io(e) => Some(e),
+            // It says its own words already: what lies under them, if anything.
+            Kind::Io(e) => e.source(),
+            Kind::Step { cause, .. } => Some(cause),
             Kind::Deadline { .. } => None,
         }
     }
+}
+
+/// The whole chain on one line, as `Display` and `source()` give it: what
+/// `fn main() -> Result<(), healthz::Error>` prints. `{:#?}` shows the fields.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f.debug_struct("Error").field("kind", &self.kind).finish();
+        }
+        f.write_str(&chain(self))
+    }
+}
+
+/// An error and its sources, joined by `: ` into one line. A source whose
+/// text its error already ends with (an error that says its cause and also
+/// returns it) is not said twice.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
 }
 
 impl From<io::Error> for Error {
@@ -183,7 +232,7 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         match e.kind {
             Kind::Io(e) => e,
-            Kind::Deadline { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
+            Kind::Step { .. } | Kind::Deadline { .. } => io::Error::new(e.kind(), chain(&e)),
         }
     }
 }

@@ -20,6 +20,7 @@ use self::watchers::Watchers;
 use crate::check::{Check, Runner, Schedule, Thresholds};
 use crate::date::now;
 use crate::error::{invalid, positive, refused, Error};
+use crate::event::ItemKind;
 use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, read, write, Latch, Wake};
 
@@ -423,6 +424,11 @@ impl Health {
     /// assert!(health.is_alive());
     /// # Ok::<(), healthz::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`target`](Health::target): `InvalidInput` for an invalid name or
+    /// one too many, `AlreadyExists` for a name taken.
     pub fn liveness_target(&self, name: &str) -> Result<LivenessTarget, Error> {
         let (entry, holder) = self.add_target(name, Kind::Liveness, true)?;
         Ok(LivenessTarget(Flag {
@@ -435,6 +441,12 @@ impl Health {
     /// Adds a check that gates readiness. Errors as for
     /// [`target`](Health::target), and `InvalidInput` for a timeout or
     /// interval out of bounds.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an invalid name, one too many, or a timeout or
+    /// interval out of bounds; `AlreadyExists` for a name taken; the operating
+    /// system's kind if a background check's thread cannot start.
     pub fn add_check(&self, check: Check) -> Result<(), Error> {
         Ok(self.add_check_of(check, Kind::Readiness)?)
     }
@@ -442,6 +454,10 @@ impl Health {
     /// Adds a check that gates liveness. Keep these to the process itself
     /// (a stuck loop, a full disk), never a downstream dependency: a failing
     /// liveness probe gets the process restarted.
+    ///
+    /// # Errors
+    ///
+    /// As for [`add_check`](Health::add_check).
     pub fn add_liveness_check(&self, check: Check) -> Result<(), Error> {
         Ok(self.add_check_of(check, Kind::Liveness)?)
     }
@@ -578,7 +594,7 @@ impl Health {
             *died = Some(reason.clone());
         }
         self.count_failing(Kind::Liveness, true);
-        self.check_changed(name, Err(reason));
+        self.check_changed(name, ItemKind::Guard, Err(reason));
         self.changed(Kind::Liveness);
     }
 
@@ -687,7 +703,7 @@ impl Health {
             changed
         };
         if changed {
-            self.check_changed(&entry.name, outcome);
+            self.check_changed(&entry.name, ItemKind::Check, outcome);
             self.changed(entry.kind);
         }
     }

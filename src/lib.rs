@@ -138,7 +138,7 @@ mod worker;
 pub use address::Address;
 pub use check::{Check, CheckResult};
 pub use error::Error;
-pub use event::Event;
+pub use event::{Event, ItemKind};
 pub use health::{Health, LivenessTarget, Target};
 pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::{FailureBody, FailureStatus, SuccessStatus};

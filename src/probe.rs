@@ -117,11 +117,25 @@ pub enum ProbeErrorKind {
     Unhealthy(u16),
 }
 
-/// Why a probe failed; `Display` gives one readable line.
+/// Why a probe failed; `Display` says what happened in one line, and an
+/// I/O error under it (`Connection refused (os error 111)`) comes from
+/// `source()`, never from both.
+///
+/// ```
+/// use std::error::Error;
+///
+/// let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+/// let error = healthz::Probe::new(&closed.to_string())?.run().unwrap_err();
+/// assert_eq!(error.to_string(), "connection refused");
+/// let cause = error.source().expect("the I/O error");
+/// assert!(cause.to_string().starts_with("Connection refused"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ProbeError {
     kind: ProbeErrorKind,
     detail: String,
+    source: Option<io::Error>,
 }
 
 impl ProbeError {
@@ -129,6 +143,7 @@ impl ProbeError {
         ProbeError {
             kind,
             detail: detail.into(),
+            source: None,
         }
     }
 
@@ -138,7 +153,10 @@ impl ProbeError {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ProbeErrorKind::TimedOut,
             _ => ProbeErrorKind::Io,
         };
-        ProbeError::new(kind, error.to_string())
+        ProbeError {
+            source: Some(error),
+            ..ProbeError::new(kind, "")
+        }
     }
 
     /// What went wrong.
@@ -161,17 +179,29 @@ impl fmt::Display for ProbeError {
                 return write!(f, "status {status}{}", self.detail)
             }
         };
-        write!(f, "{what}: {}", self.detail)
+        match self.detail.as_str() {
+            "" => f.write_str(what),
+            detail => write!(f, "{what}: {detail}"),
+        }
     }
 }
 
-impl std::error::Error for ProbeError {}
+impl std::error::Error for ProbeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
 
 impl Probe {
     /// A probe of `target`: `http://HOST[:PORT][/PATH]` or `HOST:PORT[/PATH]`;
     /// the path defaults to `/healthz` and the port of a URL to 80. HOST may be
     /// an IPv4 address, a bracketed IPv6 address, `localhost` (always loopback,
     /// without a resolver) or a name to resolve.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeErrorKind::InvalidTarget`] for a target that is not a URL or
+    /// `HOST:PORT` (another scheme, a bad host or port); nothing is sent.
     pub fn new(target: &str) -> Result<Probe, ProbeError> {
         let invalid = |why: &str| {
             ProbeError::new(
@@ -227,6 +257,11 @@ impl Probe {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeErrorKind::InvalidTarget`] for a `path` that does not start with
+    /// `/`; nothing is sent.
     #[cfg(unix)]
     pub fn unix(socket: impl AsRef<std::path::Path>, path: &str) -> Result<Probe, ProbeError> {
         let socket = socket.as_ref();
@@ -306,6 +341,11 @@ impl Probe {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidSettings` at once; otherwise the last attempt's error (as for
+    /// [`run`](Probe::run)) once `within` has passed with no healthy answer.
     pub fn wait_healthy(&self, within: Duration) -> Result<ProbeResponse, ProbeError> {
         if within > crate::error::LONGEST {
             return Err(ProbeError::new(
@@ -331,6 +371,13 @@ impl Probe {
     }
 
     /// Runs the probe once.
+    ///
+    /// # Errors
+    ///
+    /// Its [`kind`](ProbeError::kind): `InvalidSettings` before anything is
+    /// sent; `Resolve`, `Refused`, `TimedOut` or `Io` on the way; `Malformed`
+    /// for an answer that is not HTTP/1.x; `Unhealthy(status)` for a status
+    /// outside the expected range.
     pub fn run(&self) -> Result<ProbeResponse, ProbeError> {
         if self.timeout.is_zero() || self.timeout > crate::error::LONGEST {
             return Err(ProbeError::new(

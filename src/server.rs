@@ -428,9 +428,26 @@ impl Server {
     /// `InvalidInput`, before any socket is opened); then binding errors
     /// ("address in use", "permission denied") are returned here. Port 0
     /// picks a free port: see [`Running::local_addr`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an invalid configuration, before any socket is
+    /// opened. For an address that cannot be resolved or bound, the operating
+    /// system's kind (`AddrInUse`, `PermissionDenied`, ...): the message names
+    /// the address (`cannot listen on 0.0.0.0:8080`) and the operating system's
+    /// error is its `source()`. The operating system's kind, too, if a server
+    /// thread cannot start.
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Running, Error> {
         self.config.validate()?;
-        self.serve(TcpListener::bind(addr)?, None)
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| Error::step("cannot resolve the address to listen on", e))?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..]).map_err(|e| {
+            let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+            Error::step(format!("cannot listen on {}", addrs.join(" or ")), e)
+        })?;
+        self.serve(listener, None)
     }
 
     /// Binds a Unix domain socket at `path` now, in the calling thread, and
@@ -478,19 +495,31 @@ impl Server {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Server::bind), the message naming `path`; `AddrInUse`
+    /// when something other than a stale socket file is there.
     #[cfg(unix)]
     pub fn bind_unix(
         self,
         path: impl AsRef<std::path::Path>,
     ) -> Result<Running<UnixSocketAddr>, Error> {
         self.config.validate()?;
-        let (listener, file) = bind_unix(path.as_ref())?;
+        let path = path.as_ref();
+        let (listener, file) = bind_unix(path)
+            .map_err(|e| Error::step(format!("cannot listen on {}", path.display()), e))?;
         self.serve(listener, Some(file))
     }
 
     /// Serves on a listener you bound yourself, on background threads: a
     /// `TcpListener`, or a `UnixListener` (whose socket file, if any, stays
     /// yours: it is not removed at shutdown).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an invalid configuration; the operating system's kind
+    /// if the listener cannot be set up or a server thread cannot start.
     pub fn listen<L: Listener>(self, listener: L) -> Result<Running<L::Addr>, Error> {
         self.config.validate()?;
         self.serve(listener, None)
@@ -538,6 +567,13 @@ impl Server {
     /// so that a bind error is yours to report before anything runs. Returns
     /// an error if the configuration is invalid (kind `InvalidInput`, as from
     /// [`bind`](Server::bind)) or the shutdown deadline passed.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an invalid configuration, before serving; the
+    /// operating system's kind if the listener cannot be set up; after the
+    /// shutdown, an error for which [`Error::is_deadline`] holds (kind
+    /// `TimedOut`) when the deadline passed with requests still in flight.
     pub fn run<L: Listener>(self, listener: L, token: &ShutdownToken) -> Result<(), Error> {
         self.config.validate()?;
         let (socket, _) = listener.into_socket()?;
@@ -657,6 +693,12 @@ impl<A> Running<A> {
     /// connections are closed and the error says how many. Idempotent: later
     /// calls, from any thread, wait for the first and return `Ok`. When it
     /// returns, the port is free to bind again.
+    ///
+    /// # Errors
+    ///
+    /// When the shutdown deadline passed with requests still in flight:
+    /// [`Error::is_deadline`] holds, the kind is `TimedOut`, and
+    /// [`Error::connections_cut`] and [`Error::threads_left`] say the rest.
     pub fn shutdown(&self) -> Result<(), Error> {
         self.token.trigger();
         self.wait()
@@ -667,6 +709,11 @@ impl<A> Running<A> {
     /// shutdown of [`shutdown`](Running::shutdown) follows. This is the
     /// termination Kubernetes users need: endpoints drop the pod before it
     /// stops answering. Overrides [`Server::drain_delay`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a delay over a year (nothing stops); otherwise as for
+    /// [`shutdown`](Running::shutdown).
     pub fn drain(&self, delay: Duration) -> Result<(), Error> {
         at_most_a_year("drain_delay", delay)?;
         self.token.trigger_draining(delay);
@@ -677,6 +724,11 @@ impl<A> Running<A> {
     /// [`shutdown`](Running::shutdown) or any clone of
     /// [`shutdown_token`](Running::shutdown_token)), and returns what shutdown
     /// returned.
+    ///
+    /// # Errors
+    ///
+    /// As for [`shutdown`](Running::shutdown); `Other` if the server's own
+    /// thread panicked.
     pub fn wait(&self) -> Result<(), Error> {
         let mut supervisor = lock(&self.supervisor);
         let Some(handle) = supervisor.take() else {

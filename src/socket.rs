@@ -250,8 +250,6 @@ mod unix {
     use std::thread;
     use std::time::Duration;
 
-    use crate::error::refused;
-
     /// How long binding waits to learn whether a server answers on an
     /// existing socket file.
     const STALE_CHECK: Duration = Duration::from_secs(1);
@@ -314,14 +312,11 @@ mod unix {
         let listener = match UnixListener::bind(path) {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 let in_use = |why: &str| {
-                    refused(
-                        io::ErrorKind::AddrInUse,
-                        format_args!("{}: {why}; not replaced", path.display()),
-                    )
+                    io::Error::new(io::ErrorKind::AddrInUse, format!("{why}; not replaced"))
                 };
                 let meta = fs::symlink_metadata(path)?;
                 if !meta.file_type().is_socket() {
-                    return Err(in_use("exists and is not a socket"));
+                    return Err(in_use("a file there is not a socket"));
                 }
                 let addr = SocketAddr::from_pathname(path)?;
                 match connect_unix(&addr, STALE_CHECK) {

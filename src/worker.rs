@@ -230,6 +230,12 @@ impl Health {
     /// from now), and passes again at the next beat. Names and errors as for
     /// [`target`](Health::target); a zero period or one over a year is
     /// `InvalidInput`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`target`](Health::target); `InvalidInput` for a zero period or
+    /// one over a year; the operating system's kind if the thread that watches
+    /// heartbeats cannot start.
     pub fn heartbeat(&self, name: &str, period: Duration) -> Result<Heartbeat, Error> {
         let held = self.add_heartbeat(name, period)?;
         Ok(Heartbeat::new(self.clone(), name, held))
@@ -251,6 +257,11 @@ impl Health {
     /// restarted.finish();
     /// # Ok::<(), healthz::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`target`](Health::target): `InvalidInput` for an invalid name or
+    /// one too many, `AlreadyExists` for a name another live handle holds.
     pub fn thread_guard(&self, name: &str) -> Result<ThreadGuard, Error> {
         let held = self.add_guard(name)?;
         Ok(ThreadGuard::new(self.clone(), name, held))

@@ -216,6 +216,74 @@ fn reasons_appear_in_bodies_only_when_configured_and_always_in_events() {
     );
 }
 
+/// An error that says what it was doing, with the cause as its `source()`.
+#[derive(Debug)]
+struct Connecting(std::io::Error);
+
+impl std::fmt::Display for Connecting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connecting to the database")
+    }
+}
+
+impl std::error::Error for Connecting {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// An error that breaks the rule: says its cause, and returns it.
+#[derive(Debug)]
+struct SaysItTwice(std::io::Error);
+
+impl std::fmt::Display for SaysItTwice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cache: {}", self.0)
+    }
+}
+
+impl std::error::Error for SaysItTwice {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn a_checks_reason_keeps_its_cause_in_one_bounded_line() {
+    let (health, server, events) = serve_with_events();
+    let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    health
+        .add_check(Check::new("db", move || Err(Connecting(refused()).into())))
+        .unwrap();
+    // One that says its cause and returns it too: said once all the same.
+    health
+        .add_check(Check::new("cache", || {
+            let cause = std::io::Error::new(std::io::ErrorKind::Other, "down");
+            Err(SaysItTwice(cause).into())
+        }))
+        .unwrap();
+    let long = "x".repeat(300);
+    health
+        .add_check(Check::new("long", move || {
+            Err(Connecting(std::io::Error::new(std::io::ErrorKind::Other, long.clone())).into())
+        }))
+        .unwrap();
+    let text = get(server.local_addr(), "/readyz?verbose")
+        .text()
+        .to_string();
+    assert!(
+        text.contains("[-]db failed: connecting to the database: refused\n"),
+        "{text}"
+    );
+    assert!(text.contains("[-]cache failed: cache: down\n"), "{text}");
+    let long = text.lines().find(|l| l.starts_with("[-]long")).unwrap();
+    assert!(long.len() < 160, "bounded: {long}");
+    assert_eq!(
+        wait_for_event(&events, "check db"),
+        "check db failed: connecting to the database: refused"
+    );
+}
+
 #[test]
 fn exclude_skips_checks_and_warns_about_names_that_match_nothing() {
     let health = Health::new();

@@ -25,6 +25,30 @@ fn a_second_bind_on_the_same_port_is_an_err() {
         .bind(server.local_addr())
         .unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    // It names the address; the cause is its source, said once in a chain.
+    let addr = server.local_addr();
+    assert_eq!(error.to_string(), format!("cannot listen on {addr}"));
+    let cause = std::error::Error::source(&error).expect("the OS error");
+    assert_eq!(cause.to_string(), error.io_error().unwrap().to_string());
+    assert!(std::error::Error::source(cause).is_none());
+    // What `fn main() -> Result<(), healthz::Error>` prints: the chain, once.
+    let chain = format!("cannot listen on {addr}: {cause}");
+    assert_eq!(format!("{error:?}"), chain);
+    let io: std::io::Error = error.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(io.to_string(), chain);
+}
+
+/// An error that says it all keeps its own words, with nothing under it.
+#[test]
+fn an_invalid_name_says_why_once() {
+    let error = Health::new().target("has space").unwrap_err();
+    assert!(std::error::Error::source(&error).is_none());
+    assert_eq!(format!("{error:?}"), error.to_string());
+    assert!(
+        error.to_string().contains("invalid name `has space`"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -197,7 +197,10 @@ fn serve_listens_on_a_unix_socket_says_so_first_and_removes_it_on_exit() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exists and is not a socket"), "{stderr}");
+    assert!(
+        stderr.contains(": a file there is not a socket; not replaced"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n");
     std::fs::remove_file(&path).unwrap();
 }
@@ -210,9 +213,9 @@ fn serve_heartbeats_and_worker_threads_from_the_command_line() {
     assert_eq!(get(&serve.addr, "/livez").status, 503);
     assert_eq!(get(&serve.addr, "/readyz").status, 200);
     serve.command("beat consumer");
-    serve.expect_stderr("check consumer passes");
+    serve.expect_stderr("heartbeat consumer passes");
     serve.command("panic indexer");
-    serve.expect_stderr("check indexer failed: panicked: worker indexer was told to panic");
+    serve.expect_stderr("thread guard indexer failed: panicked: worker indexer was told to panic");
     let verbose = get(&serve.addr, "/livez/indexer");
     assert_eq!(verbose.status, 503);
     assert_eq!(get(&serve.addr, "/healthz").status, 200, "still serving");

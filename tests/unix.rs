@@ -241,7 +241,14 @@ fn a_file_that_is_not_a_socket_is_never_replaced() {
     std::fs::write(&path, "precious\n").unwrap();
     let err = Server::new(Health::new()).bind_unix(&path).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
-    assert!(err.to_string().contains("is not a socket"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot listen on {}", path.display())
+    );
+    assert!(
+        format!("{err:?}").ends_with(": a file there is not a socket; not replaced"),
+        "{err:?}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious\n");
     std::fs::remove_file(&path).unwrap();
 }
@@ -252,7 +259,10 @@ fn a_socket_another_server_listens_on_is_never_replaced() {
     let (live, path, _) = unix_server(&health);
     let err = Server::new(Health::new()).bind_unix(&path).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
-    assert!(err.to_string().contains("another server listens"), "{err}");
+    assert!(
+        format!("{err:?}").contains("another server listens"),
+        "{err:?}"
+    );
     assert_eq!(
         get(&path, "/healthz").status,
         503,

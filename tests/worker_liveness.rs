@@ -108,8 +108,8 @@ fn a_guarded_thread_that_panics_fails_liveness_with_its_name_and_message() {
         });
         assert!(worker.join().is_err());
         assert_eq!(
-            wait_for_event(&events, "check indexer"),
-            "check indexer failed: panicked: index corrupt at 42"
+            wait_for_event(&events, "thread guard indexer"),
+            "thread guard indexer failed: panicked: index corrupt at 42"
         );
         assert_eq!(get(addr, "/livez").status, 503);
         assert_eq!(get(addr, "/readyz").status, 200);

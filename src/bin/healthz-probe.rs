@@ -163,7 +163,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("unhealthy: {e} ({target})");
+            println!("unhealthy: {} ({target})", chain(&e));
             ExitCode::from(1)
         }
     }
@@ -177,4 +177,16 @@ fn unix(socket: &str, path: &str) -> Result<healthz::Probe, healthz::ProbeError>
 #[cfg(not(unix))]
 fn unix(_: &str, _: &str) -> Result<healthz::Probe, healthz::ProbeError> {
     unreachable!("--unix is a usage error off Unix")
+}
+
+/// An error and its causes on one line: `connection refused: Connection
+/// refused (os error 111)`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        line = format!("{line}: {cause}");
+        next = cause.source();
+    }
+    line
 }

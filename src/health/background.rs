@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Entry, EntryState, Health, Inner};
 use crate::date::now;
+use crate::event::ItemKind;
 use crate::sync::{lock, read, Wake};
 
 impl Health {
@@ -51,7 +52,7 @@ impl Health {
             let reason = pulse.overdue_reason();
             let overdue = reason.is_some();
             if pulse.overdue.swap(overdue, Ordering::SeqCst) != overdue {
-                self.check_changed(&entry.name, reason.map_or(Ok(()), Err));
+                self.check_changed(&entry.name, ItemKind::Heartbeat, reason.map_or(Ok(()), Err));
                 flipped = Some(entry.kind);
             }
             let due = if !overdue {
@@ -114,7 +115,7 @@ impl Health {
         };
         if flipped {
             self.count_failing(entry.kind, outcome.is_err());
-            self.check_changed(&entry.name, outcome);
+            self.check_changed(&entry.name, ItemKind::Check, outcome);
             self.changed(entry.kind);
         }
     }

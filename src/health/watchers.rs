@@ -8,7 +8,7 @@
 use std::sync::{Arc, MutexGuard};
 
 use super::{Health, Kind};
-use crate::event::{deliver, Event, Hook};
+use crate::event::{deliver, Event, Hook, ItemKind};
 use crate::sync::{lock, Wake};
 
 /// The event hooks of the servers that serve this state, what they were last
@@ -56,15 +56,11 @@ impl Drop for Watch {
 
 impl Health {
     /// Reports one check's pass/fail transition, with its reason, to the hooks.
-    pub(super) fn check_changed(&self, name: &str, outcome: Result<(), String>) {
+    pub(super) fn check_changed(&self, name: &str, item: ItemKind, outcome: Result<(), String>) {
+        let name = name.to_string();
         let event = match outcome {
-            Ok(()) => Event::CheckPassed {
-                name: name.to_string(),
-            },
-            Err(reason) => Event::CheckFailed {
-                name: name.to_string(),
-                reason,
-            },
+            Ok(()) => Event::CheckPassed { name, item },
+            Err(reason) => Event::CheckFailed { name, item, reason },
         };
         self.emit(&event);
     }
