@@ -72,7 +72,8 @@ pub(crate) struct Request<'a> {
     pub keep_alive: bool,
     /// The declared body length (0 when absent).
     pub content_length: u64,
-    /// `Accept` names `application/health+json` or `application/json`.
+    /// `Accept` prefers `application/health+json` or `application/json` to
+    /// `text/plain` (media ranges and weights as RFC 9110 §12.5.1 reads them).
     pub accept_json: bool,
 }
 
@@ -219,7 +220,7 @@ fn parse_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErr
         http11: line.http11,
         keep_alive,
         content_length: fields.content_length.unwrap_or(0),
-        accept_json: fields.accept_json,
+        accept_json: fields.accept.prefers_json(),
     };
     Ok(Parsed::Complete(request, pos))
 }
@@ -432,7 +433,7 @@ struct Fields {
     host: bool,
     close: bool,
     keep_alive: bool,
-    accept_json: bool,
+    accept: Accept,
 }
 
 impl Fields {
@@ -450,8 +451,7 @@ impl Fields {
             }
             self.host = true;
         } else if name.eq_ignore_ascii_case(b"accept") {
-            self.accept_json |= contains_ignore_case(value, b"application/health+json")
-                || contains_ignore_case(value, b"application/json");
+            self.accept.add(value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',') {
                 let option = trim_ows(option);
@@ -463,10 +463,90 @@ impl Fields {
     }
 }
 
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// What the client's `Accept` fields say of the two bodies there are: for
+/// each, the weight (in thousandths) of the most specific media range that
+/// matches it, and how specific that range is (`*/*` 0, `type/*` 1, exact 2).
+#[derive(Default)]
+struct Accept {
+    json: Option<(u8, u16)>,
+    text: Option<(u8, u16)>,
+}
+
+impl Accept {
+    /// Takes in one `Accept` field: `#( media-range [ weight ] )`. A range
+    /// that cannot be read is skipped, as if it were not there.
+    fn add(&mut self, value: &[u8]) {
+        for range in value.split(|&b| b == b',') {
+            let mut parts = range.split(|&b| b == b';');
+            let media = trim_ows(parts.next().unwrap_or_default());
+            let Some(at) = media.iter().position(|&b| b == b'/') else {
+                continue;
+            };
+            let (kind, sub) = (&media[..at], &media[at + 1..]);
+            let weight = parts
+                .map(trim_ows)
+                .find(|p| p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q="))
+                .map_or(Some(1000), |p| qvalue(&p[2..]));
+            let Some(q) = weight else { continue };
+            let json = [&b"health+json"[..], b"json"]
+                .iter()
+                .filter_map(|json| specificity(kind, sub, b"application", json))
+                .max();
+            Accept::keep(&mut self.json, json, q);
+            Accept::keep(&mut self.text, specificity(kind, sub, b"text", b"plain"), q);
+        }
+    }
+
+    /// The most specific match wins; of equally specific ones, the heavier.
+    fn keep(best: &mut Option<(u8, u16)>, matched: Option<u8>, q: u16) {
+        if let Some(specific) = matched {
+            if best.map_or(true, |best| (specific, q) > best) {
+                *best = Some((specific, q));
+            }
+        }
+    }
+
+    /// JSON when the client wants it (a weight above 0, `q=0` being "not
+    /// acceptable") more than text; text on a tie (`*/*`) or with no `Accept`.
+    fn prefers_json(&self) -> bool {
+        let weight = |m: Option<(u8, u16)>| m.map_or(0, |(_, q)| q);
+        weight(self.json) > 0 && weight(self.json) > weight(self.text)
+    }
+}
+
+/// How specifically the range `kind/sub` matches `want_kind/want_sub`, if it does.
+fn specificity(kind: &[u8], sub: &[u8], want_kind: &[u8], want_sub: &[u8]) -> Option<u8> {
+    match (kind, sub) {
+        (b"*", b"*") => Some(0),
+        (kind, b"*") if kind.eq_ignore_ascii_case(want_kind) => Some(1),
+        (kind, sub)
+            if kind.eq_ignore_ascii_case(want_kind) && sub.eq_ignore_ascii_case(want_sub) =>
+        {
+            Some(2)
+        }
+        _ => None,
+    }
+}
+
+/// A weight, `0` to `1` with at most three decimals, in thousandths.
+fn qvalue(text: &[u8]) -> Option<u16> {
+    let (whole, fraction) = match text.iter().position(|&b| b == b'.') {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &b""[..]),
+    };
+    if fraction.len() > 3 || !fraction.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let thousandths = fraction
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(3)
+        .fold(0, |n, d| n * 10 + u16::from(d - b'0'));
+    match whole {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 fn decimal(digits: &[u8]) -> Option<u64> {
@@ -1020,6 +1100,54 @@ mod tests {
         assert!(text.contains("Allow: GET, HEAD, OPTIONS\r\n"));
         assert!(text.contains("Connection: keep-alive\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    fn accepts_json(accept: &str) -> bool {
+        let request = format!("GET / HTTP/1.1\r\nAccept: {accept}\r\n\r\n");
+        complete(request.as_bytes()).0.accept_json
+    }
+
+    #[test]
+    fn test_accept_matches_media_ranges_not_substrings() {
+        assert!(!accepts_json("application/jsonx"));
+        assert!(!accepts_json("application/json-seq"));
+        assert!(!accepts_json("text/application/json"));
+        assert!(accepts_json("application/*"));
+        assert!(accepts_json("APPLICATION/HEALTH+JSON"));
+    }
+
+    #[test]
+    fn test_accept_q_zero_means_not_acceptable() {
+        assert!(!accepts_json("application/json;q=0, text/plain"));
+        assert!(!accepts_json("application/json; q=0"));
+        assert!(!accepts_json("application/json;q=0.000"));
+        assert!(!accepts_json("*/*, application/json;q=0"));
+        assert!(accepts_json("application/json;q=0.001"));
+    }
+
+    #[test]
+    fn test_accept_weighs_json_against_text_and_the_most_specific_range_wins() {
+        assert!(!accepts_json("*/*"), "a tie is text, as for the kubelet");
+        assert!(!accepts_json("text/plain, application/json;q=0.9"));
+        assert!(accepts_json("application/json, text/plain;q=0.5"));
+        assert!(accepts_json("text/*;q=0.2, application/json;q=0.3"));
+        assert!(
+            accepts_json("text/plain;q=0, */*"),
+            "text refused, JSON by */*"
+        );
+        assert!(accepts_json("text/plain;q=0, application/*"));
+        assert!(
+            !accepts_json("application/json;q=2"),
+            "an unreadable weight is skipped"
+        );
+        assert!(!accepts_json("application/json;q=0.5x"));
+    }
+
+    #[test]
+    fn test_accept_fields_combine_as_one_list() {
+        let request =
+            b"GET / HTTP/1.1\r\nAccept: text/plain;q=0.1\r\nAccept: application/json\r\n\r\n";
+        assert!(complete(request).0.accept_json);
     }
 
     #[test]

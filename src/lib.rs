@@ -71,9 +71,10 @@
 //! | `GET /readyz`, `GET /healthz` | `200 ok` when ready, `503 not ready` when not |
 //! | `GET /livez` | `200 ok` while alive, `503 not alive` when not |
 //! | `GET /readyz/NAME`, `/livez/NAME` | the same for one [`Target`] or [`Check`] |
-//! | `?verbose`, `?format=json`, `?exclude=NAME` | Kubernetes' verbose text, `application/health+json`, skipping names |
+//! | `?verbose`, `?format=json` (or an `Accept` preferring JSON), `?exclude=NAME` | Kubernetes' verbose text, `application/health+json`, skipping names |
 //! | `HEAD` on them | the same status and headers, no body |
 //! | `OPTIONS` on them | the same status, no body, `Allow: GET, HEAD, OPTIONS` |
+//! | `OPTIONS *` (the server itself) | as `OPTIONS /healthz` |
 //! | another method on them | `405` with `Allow` |
 //! | `GET /metrics`, with [`Server::metrics`] | health and counters in Prometheus' text format |
 //! | another path | `404` |

@@ -134,7 +134,13 @@ pub(crate) fn answer(
         let body = Cow::Owned(metrics::render(health, counters));
         return response(request.method, 200, metrics::CONTENT_TYPE, body);
     }
-    let Some((endpoint, kind, name)) = endpoint(request.path, &routes.prefix) else {
+    // `OPTIONS *` asks about the server itself (RFC 9110 §9.3.7), as Apache's
+    // `mod_proxy_hcheck` does: it is answered as `OPTIONS /healthz` is.
+    let found = match request.path {
+        "*" if request.method == Method::Options => Some(("healthz", Kind::Readiness, None)),
+        path => endpoint(path, &routes.prefix),
+    };
+    let Some((endpoint, kind, name)) = found else {
         return text(request.method, 404, b"not found\n");
     };
     if request.method == Method::Other {

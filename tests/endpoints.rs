@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{exchange, get, start, Client};
+use common::{exchange, get, serve_with, start, Client};
+use healthz::Health;
 
 #[test]
 fn healthz_is_503_until_ready_then_200() {
@@ -109,6 +110,47 @@ fn options_answers_the_health_status_with_allow_and_no_body() {
     assert_eq!(
         exchange(server.local_addr(), b"OPTIONS /healthz HTTP/1.0\r\n\r\n").status,
         200
+    );
+}
+
+/// Apache's `mod_proxy_hcheck` with `hcmethod=OPTIONS` sends `OPTIONS *`
+/// over HTTP/1.0 with only a Host: the server's own health, as for
+/// `OPTIONS /healthz`, whatever the path prefix. `*` with another method is
+/// no endpoint.
+#[test]
+fn options_asterisk_answers_the_servers_readiness() {
+    let health = Health::new();
+    let server = serve_with(&health, |s| s.path_prefix("/v1.0"));
+    let apache = b"OPTIONS * HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    let reply = exchange(server.local_addr(), apache);
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("Allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(reply.header("Content-Length"), Some("0"));
+    health.ready();
+    assert_eq!(exchange(server.local_addr(), apache).status, 200);
+    let get = exchange(server.local_addr(), b"GET * HTTP/1.0\r\n\r\n");
+    assert_eq!(get.status, 404);
+}
+
+/// `Accept` is read as media ranges with weights (RFC 9110 §12.5.1), not
+/// searched for a substring.
+#[test]
+fn accept_chooses_json_only_when_the_client_prefers_it() {
+    let (_health, server) = start(true);
+    let content_type = |accept: &str| {
+        let request =
+            format!("GET /readyz HTTP/1.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
+        let reply = exchange(server.local_addr(), request.as_bytes());
+        reply.header("Content-Type").unwrap().to_string()
+    };
+    let text = "text/plain; charset=utf-8";
+    assert_eq!(content_type("application/jsonx"), text);
+    assert_eq!(content_type("application/json;q=0, text/plain"), text);
+    assert_eq!(content_type("*/*"), text);
+    assert_eq!(content_type("application/json"), "application/health+json");
+    assert_eq!(
+        content_type("text/plain;q=0.5, application/health+json"),
+        "application/health+json"
     );
 }
 
