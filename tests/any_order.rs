@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{get, PATIENCE};
-use healthz::{Check, Event, Health, Heartbeat, LivenessTarget, Running, Target, ThreadGuard};
+use healthz::{Check, Event, Health, Heartbeat, Running, ThreadGuard};
 
 /// How often the notifier reruns on-request checks here (1 s by default).
 const RECHECK: Duration = Duration::from_millis(5);
@@ -186,46 +186,48 @@ impl Rng {
     }
 }
 
+/// Which verdict an item gates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Readiness = 0,
+    Liveness = 1,
+}
+
 /// One call a user can make.
 #[derive(Clone, Debug)]
 enum Op {
     Bind,
     Flag(bool),
-    AddTarget,
-    SetTarget(usize, bool),
-    AddCheck(bool),
-    SetCheck(usize, bool),
-    AddLivenessTarget,
-    SetLivenessTarget(usize, bool),
-    AddLivenessCheck(bool),
-    SetLivenessCheck(usize, bool),
+    AddTarget(Family),
+    SetTarget(Family, usize, bool),
+    /// Every handle to a target gone, and the component started anew.
+    DropTarget(Family, usize),
+    RestartTarget(Family, usize),
+    AddCheck(Family, bool),
+    SetCheck(Family, usize, bool),
     AddGuard,
     DropGuard(usize),
     FinishGuard(usize),
     /// A supervisor's restart: a new guard under a dead one's name.
     RestartGuard(usize),
-    /// Every handle to a target gone, and the component started anew.
-    DropTarget(usize),
-    RestartTarget(usize),
     AddHeartbeat,
     RetireHeartbeat(usize),
     /// Ask every probe, and check that they agree with the model.
     Probe,
 }
 
-/// What readiness and liveness must be: each registered item, in the order
-/// registered, and whether it passes.
+/// What readiness and liveness must be: the flag, and each registered item
+/// of each family, in the order registered, and whether it passes.
 #[derive(Default)]
 struct Model {
     flag: bool,
-    readiness: Vec<(String, bool)>,
-    liveness: Vec<(String, bool)>,
+    items: [Vec<(String, bool)>; 2],
 }
 
 impl Model {
     fn failing_readiness(&self) -> Vec<&str> {
         let flag = (!self.flag).then_some("ready");
-        let items = self.readiness.iter().filter(|i| !i.1).map(|i| i.0.as_str());
+        let items = self.items[0].iter().filter(|i| !i.1).map(|i| i.0.as_str());
         flag.into_iter().chain(items).collect()
     }
 
@@ -234,7 +236,7 @@ impl Model {
     }
 
     fn alive(&self) -> bool {
-        self.liveness.iter().all(|i| i.1)
+        self.items[1].iter().all(|i| i.1)
     }
 
     /// The `STATUS=` line systemd must have last.
@@ -247,14 +249,22 @@ impl Model {
         }
     }
 
-    fn set(items: &mut [(String, bool)], name: &str, passes: bool) {
+    fn set(&mut self, family: Family, name: &str, passes: bool) {
+        let items = &mut self.items[family as usize];
         items.iter_mut().find(|i| i.0 == name).unwrap().1 = passes;
     }
 
-    fn remove(items: &mut Vec<(String, bool)>, name: &str) {
-        items.retain(|i| i.0 != name);
+    fn add(&mut self, family: Family, name: &str, passes: bool) {
+        self.items[family as usize].push((name.to_string(), passes));
+    }
+
+    fn remove(&mut self, family: Family, name: &str) {
+        self.items[family as usize].retain(|i| i.0 != name);
     }
 }
+
+/// A target of either family, as its component holds it: a way to flip it.
+type Flip = Box<dyn Fn(bool)>;
 
 /// The real side: the handles a user holds, each under its name.
 struct Real {
@@ -263,22 +273,53 @@ struct Real {
     /// The last readiness and liveness the event hook heard (or, before
     /// any event, what the state said as the hook was registered).
     heard: Arc<Mutex<(bool, bool)>>,
-    targets: Vec<(String, Target)>,
-    checks: Vec<(String, Arc<AtomicBool>)>,
-    liveness_targets: Vec<(String, LivenessTarget)>,
-    liveness_checks: Vec<(String, Arc<AtomicBool>)>,
+    /// Per family.
+    targets: [Vec<(String, Flip)>; 2],
+    dropped_targets: [Vec<String>; 2],
+    checks: [Vec<(String, Arc<AtomicBool>)>; 2],
     guards: Vec<(String, ThreadGuard)>,
-    /// Names whose holders are gone: dead guards, dropped targets.
+    /// Names whose guards died, free to take again.
     dead_guards: Vec<String>,
-    dropped_targets: Vec<String>,
     heartbeats: Vec<(String, Heartbeat)>,
     names: usize,
 }
 
 impl Real {
+    fn new() -> Real {
+        Real {
+            health: Health::new(),
+            server: None,
+            heard: Arc::default(),
+            targets: Default::default(),
+            dropped_targets: Default::default(),
+            checks: Default::default(),
+            guards: Vec::new(),
+            dead_guards: Vec::new(),
+            heartbeats: Vec::new(),
+            names: 0,
+        }
+    }
+
     fn name(&mut self, prefix: &str) -> String {
         self.names += 1;
         format!("{prefix}{}", self.names)
+    }
+
+    /// Registers a target of `family` under `name`; returns how it starts.
+    fn target(&mut self, family: Family, name: String) -> Result<bool, String> {
+        let health = &self.health;
+        let (flip, starts): (Flip, bool) = match family {
+            Family::Readiness => {
+                let target = health.target(&name).map_err(|e| e.to_string())?;
+                (Box::new(move |on| target.set_ready(on)), false)
+            }
+            Family::Liveness => {
+                let target = health.liveness_target(&name).map_err(|e| e.to_string())?;
+                (Box::new(move |on| target.set_alive(on)), true)
+            }
+        };
+        self.targets[family as usize].push((name, flip));
+        Ok(starts)
     }
 }
 
@@ -300,41 +341,41 @@ fn answering(name: &str, answer: bool) -> (Check, Arc<AtomicBool>) {
 fn pick(rng: &mut Rng, real: &Real) -> Op {
     let bound = real.server.is_some();
     loop {
-        let op = match rng.below(19) {
+        let family = if rng.coin() {
+            Family::Readiness
+        } else {
+            Family::Liveness
+        };
+        let (targets, checks) = (
+            &real.targets[family as usize],
+            &real.checks[family as usize],
+        );
+        let dropped = &real.dropped_targets[family as usize];
+        let op = match rng.below(15) {
             0 | 1 => Op::Flag(rng.coin()),
-            2 => Op::AddTarget,
-            3 | 4 if !real.targets.is_empty() => {
-                Op::SetTarget(rng.below(real.targets.len()), rng.coin())
+            2 => Op::AddTarget(family),
+            3 | 4 if !targets.is_empty() => {
+                Op::SetTarget(family, rng.below(targets.len()), rng.coin())
             }
-            5 => Op::AddCheck(rng.coin()),
-            6 | 7 if !real.checks.is_empty() => {
-                Op::SetCheck(rng.below(real.checks.len()), rng.coin())
+            5 => Op::AddCheck(family, rng.coin()),
+            6 | 7 if !checks.is_empty() => {
+                Op::SetCheck(family, rng.below(checks.len()), rng.coin())
             }
-            8 => Op::AddLivenessTarget,
-            9 if !real.liveness_targets.is_empty() => {
-                Op::SetLivenessTarget(rng.below(real.liveness_targets.len()), rng.coin())
-            }
-            10 => Op::AddLivenessCheck(rng.coin()),
-            11 if !real.liveness_checks.is_empty() => {
-                Op::SetLivenessCheck(rng.below(real.liveness_checks.len()), rng.coin())
-            }
-            12 => Op::AddGuard,
-            13 if !real.guards.is_empty() => match rng.coin() {
+            8 => Op::AddGuard,
+            9 if !real.guards.is_empty() => match rng.coin() {
                 true => Op::DropGuard(rng.below(real.guards.len())),
                 false => Op::FinishGuard(rng.below(real.guards.len())),
             },
-            14 if !real.heartbeats.is_empty() && rng.coin() => {
+            10 if !real.heartbeats.is_empty() && rng.coin() => {
                 Op::RetireHeartbeat(rng.below(real.heartbeats.len()))
             }
-            14 => Op::AddHeartbeat,
-            15 if bound => Op::Probe,
-            16 if !real.dead_guards.is_empty() => {
+            10 => Op::AddHeartbeat,
+            11 if bound => Op::Probe,
+            12 if !real.dead_guards.is_empty() => {
                 Op::RestartGuard(rng.below(real.dead_guards.len()))
             }
-            17 if !real.targets.is_empty() => Op::DropTarget(rng.below(real.targets.len())),
-            18 if !real.dropped_targets.is_empty() => {
-                Op::RestartTarget(rng.below(real.dropped_targets.len()))
-            }
+            13 if !targets.is_empty() => Op::DropTarget(family, rng.below(targets.len())),
+            14 if !dropped.is_empty() => Op::RestartTarget(family, rng.below(dropped.len())),
             _ => continue,
         };
         return op;
@@ -369,99 +410,76 @@ fn apply(op: &Op, real: &mut Real, model: &mut Model) -> Result<(), String> {
             health.set_ready(on);
             model.flag = on;
         }
-        Op::AddTarget => {
+        Op::AddTarget(family) => {
             let name = real.name("t");
-            let target = health.target(&name).map_err(|e| e.to_string())?;
-            real.targets.push((name.clone(), target));
-            model.readiness.push((name, false));
+            let starts = real.target(family, name.clone())?;
+            model.add(family, &name, starts);
         }
-        Op::SetTarget(i, on) => {
-            let (name, target) = &real.targets[i];
-            target.set_ready(on);
-            Model::set(&mut model.readiness, name, on);
+        Op::SetTarget(family, i, on) => {
+            let (name, flip) = &real.targets[family as usize][i];
+            flip(on);
+            model.set(family, name, on);
         }
-        Op::AddCheck(answer) => {
+        Op::DropTarget(family, i) => {
+            // The target stays as it was, its name free again.
+            let (name, _) = real.targets[family as usize].remove(i);
+            real.dropped_targets[family as usize].push(name);
+        }
+        Op::RestartTarget(family, i) => {
+            let name = real.dropped_targets[family as usize].remove(i);
+            let starts = real.target(family, name.clone())?;
+            model.set(family, &name, starts);
+        }
+        Op::AddCheck(family, answer) => {
             let name = real.name("c");
             let (check, flag) = answering(&name, answer);
-            health.add_check(check).map_err(|e| e.to_string())?;
-            real.checks.push((name.clone(), flag));
-            model.readiness.push((name, answer));
+            match family {
+                Family::Readiness => health.add_check(check),
+                Family::Liveness => health.add_liveness_check(check),
+            }
+            .map_err(|e| e.to_string())?;
+            real.checks[family as usize].push((name.clone(), flag));
+            model.add(family, &name, answer);
         }
-        Op::SetCheck(i, answer) => {
-            let (name, flag) = &real.checks[i];
+        Op::SetCheck(family, i, answer) => {
+            let (name, flag) = &real.checks[family as usize][i];
             flag.store(answer, Ordering::SeqCst);
-            Model::set(&mut model.readiness, name, answer);
-        }
-        Op::AddLivenessTarget => {
-            let name = real.name("lt");
-            let target = health.liveness_target(&name).map_err(|e| e.to_string())?;
-            real.liveness_targets.push((name.clone(), target));
-            model.liveness.push((name, true));
-        }
-        Op::SetLivenessTarget(i, on) => {
-            let (name, target) = &real.liveness_targets[i];
-            target.set_alive(on);
-            Model::set(&mut model.liveness, name, on);
-        }
-        Op::AddLivenessCheck(answer) => {
-            let name = real.name("lc");
-            let (check, flag) = answering(&name, answer);
-            health
-                .add_liveness_check(check)
-                .map_err(|e| e.to_string())?;
-            real.liveness_checks.push((name.clone(), flag));
-            model.liveness.push((name, answer));
-        }
-        Op::SetLivenessCheck(i, answer) => {
-            let (name, flag) = &real.liveness_checks[i];
-            flag.store(answer, Ordering::SeqCst);
-            Model::set(&mut model.liveness, name, answer);
+            model.set(family, name, answer);
         }
         Op::AddGuard => {
             let name = real.name("g");
             let guard = health.thread_guard(&name).map_err(|e| e.to_string())?;
             real.guards.push((name.clone(), guard));
-            model.liveness.push((name, true));
+            model.add(Family::Liveness, &name, true);
         }
         Op::DropGuard(i) => {
             let (name, guard) = real.guards.remove(i);
             drop(guard); // without finish(): its thread "died"
-            Model::set(&mut model.liveness, &name, false);
+            model.set(Family::Liveness, &name, false);
             real.dead_guards.push(name);
         }
         Op::RestartGuard(i) => {
             let name = real.dead_guards.remove(i);
             let guard = health.thread_guard(&name).map_err(|e| e.to_string())?;
-            Model::set(&mut model.liveness, &name, true);
+            model.set(Family::Liveness, &name, true);
             real.guards.push((name, guard));
-        }
-        Op::DropTarget(i) => {
-            let (name, target) = real.targets.remove(i);
-            drop(target); // the target stays as it was, its name free again
-            real.dropped_targets.push(name);
-        }
-        Op::RestartTarget(i) => {
-            let name = real.dropped_targets.remove(i);
-            let target = health.target(&name).map_err(|e| e.to_string())?;
-            Model::set(&mut model.readiness, &name, false);
-            real.targets.push((name, target));
         }
         Op::FinishGuard(i) => {
             let (name, guard) = real.guards.remove(i);
             guard.finish();
-            Model::remove(&mut model.liveness, &name);
+            model.remove(Family::Liveness, &name);
         }
         Op::AddHeartbeat => {
             let name = real.name("h");
             let period = Duration::from_secs(3600);
             let heartbeat = health.heartbeat(&name, period).map_err(|e| e.to_string())?;
             real.heartbeats.push((name.clone(), heartbeat));
-            model.liveness.push((name, true));
+            model.add(Family::Liveness, &name, true);
         }
         Op::RetireHeartbeat(i) => {
             let (name, heartbeat) = real.heartbeats.remove(i);
             heartbeat.retire();
-            Model::remove(&mut model.liveness, &name);
+            model.remove(Family::Liveness, &name);
         }
         Op::Probe => {}
     }
@@ -511,7 +529,7 @@ fn probe(real: &Real, model: &Model, told: &mut Told, systemd: &Systemd) -> Resu
         sample("healthz_alive ").unwrap_or(false),
         alive,
     )?;
-    for (kind, items) in [("readyz", &model.readiness), ("livez", &model.liveness)] {
+    for (kind, items) in ["readyz", "livez"].iter().zip(&model.items) {
         for (name, passes) in items {
             let line = format!("healthz_check{{name=\"{name}\",type=\"{kind}\"}} ");
             match sample(&line) {
@@ -562,20 +580,7 @@ fn run(seed: u64, systemd: &Systemd) -> Result<(), Failure> {
     let mut rng = Rng::new(seed);
     let length = 4 + rng.below(16);
     let bind_at = rng.below(length);
-    let mut real = Real {
-        health: Health::new(),
-        server: None,
-        heard: Arc::default(),
-        targets: Vec::new(),
-        checks: Vec::new(),
-        liveness_targets: Vec::new(),
-        liveness_checks: Vec::new(),
-        guards: Vec::new(),
-        dead_guards: Vec::new(),
-        dropped_targets: Vec::new(),
-        heartbeats: Vec::new(),
-        names: 0,
-    };
+    let mut real = Real::new();
     let mut model = Model::default();
     let mut told = Told::default();
     let mut ops = Vec::new();
