@@ -22,7 +22,7 @@ serve: a healthz server controlled through stdin
 USAGE:
     serve [--addr HOST:PORT | --unix PATH] [--not-ready] [--target NAME]...
           [--liveness-target NAME]... [--heartbeat NAME=DURATION]...
-          [--thread NAME]... [--systemd] [--metrics]
+          [--thread NAME]... [--check KIND:NAME=ARG]... [--systemd] [--metrics]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
@@ -45,6 +45,20 @@ OPTIONS:
     --thread NAME      start a demo worker thread NAME holding a thread
                        guard: `panic NAME` makes it panic, which fails
                        liveness (repeatable)
+    --check KIND:NAME=ARG
+                       add a ready-made check NAME that gates readiness, run
+                       on each probe (repeatable). KIND and ARG:
+                         tcp      HOST:PORT   a TCP connection opens
+                         http     URL         GET URL answers 200-399
+                         dns      HOST        HOST resolves
+                         fds      10% or 100  that share or count of the file
+                                              descriptor limit stays free
+                         memory   90%         the memory cgroup uses at most
+                                              that share of its limit
+                         threads  COUNT       at most COUNT threads
+                         dir      PATH        a file can be written and synced
+                                              in PATH (and is removed)
+                       e.g. --check tcp:db=127.0.0.1:5432 --check fds:fds=10%
     --systemd          speak systemd's notify protocol: READY=1, STATUS=,
                        STOPPING=1, and WATCHDOG=1 while alive (does nothing
                        unless systemd sets NOTIFY_SOCKET)
@@ -92,6 +106,7 @@ struct Options {
     liveness_targets: Vec<String>,
     heartbeats: Vec<(String, Duration)>,
     threads: Vec<String>,
+    checks: Vec<healthz::Check>,
     systemd: bool,
     metrics: bool,
     drain_delay: Duration,
@@ -108,6 +123,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         liveness_targets: Vec::new(),
         heartbeats: Vec::new(),
         threads: Vec::new(),
+        checks: Vec::new(),
         systemd: false,
         metrics: false,
         drain_delay: Duration::from_secs(5),
@@ -143,6 +159,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--thread" => options
                 .threads
                 .push(args.next().ok_or("--thread needs a NAME")?),
+            "--check" => {
+                let spec = args.next().ok_or("--check needs KIND:NAME=ARG")?;
+                options
+                    .checks
+                    .push(check(&spec).map_err(|e| format!("--check {spec}: {e}"))?);
+            }
             "--systemd" => options.systemd = true,
             "--metrics" => options.metrics = true,
             "--drain-delay" => options.drain_delay = duration(&arg, args.next())?,
@@ -160,6 +182,43 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         return Err("--unix and --addr are two places to listen; give one".into());
     }
     Ok(Some(options))
+}
+
+/// A ready-made check from `KIND:NAME=ARG`.
+fn check(spec: &str) -> Result<healthz::Check, String> {
+    use healthz::checks::{self, Free};
+
+    let (kind, rest) = spec.split_once(':').ok_or("expected KIND:NAME=ARG")?;
+    let (name, arg) = rest.split_once('=').ok_or("expected KIND:NAME=ARG")?;
+    let percent = |arg: &str| -> Result<u8, String> {
+        let digits = arg
+            .strip_suffix('%')
+            .ok_or(format!("`{arg}`: expected a share, 90%"))?;
+        digits
+            .parse()
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or(format!("`{arg}`: expected 0% to 100%"))
+    };
+    let count = |arg: &str| {
+        arg.parse()
+            .map_err(|_| format!("`{arg}`: expected a count"))
+    };
+    Ok(match kind {
+        "tcp" => checks::tcp(name, arg),
+        "http" => checks::http(name, arg, 200..=399).map_err(|e| e.to_string())?,
+        "dns" => checks::dns(name, arg),
+        "fds" if arg.ends_with('%') => checks::descriptors(name, Free::Percent(percent(arg)?)),
+        "fds" => checks::descriptors(name, Free::Count(count(arg)?)),
+        "memory" => checks::memory(name, percent(arg)?),
+        "threads" => checks::threads(name, count(arg)?),
+        "dir" => checks::writable(name, arg),
+        _ => {
+            return Err(format!(
+                "unknown KIND `{kind}`: tcp, http, dns, fds, memory, threads or dir"
+            ))
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -201,6 +260,12 @@ fn main() -> ExitCode {
                 eprintln!("error: --heartbeat {name}: {e}");
                 return ExitCode::from(2);
             }
+        }
+    }
+    for check in options.checks {
+        if let Err(e) = health.add_check(check) {
+            eprintln!("error: --check: {e}");
+            return ExitCode::from(2);
         }
     }
     let mut threads = Vec::new();

@@ -13,7 +13,8 @@ use crate::sync::{lock, wait_until};
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
 pub(crate) const MAX_REASON: usize = 128;
 
-type CheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
+/// A check's body: given the time it may take, `Ok` or why not.
+type CheckFn = dyn Fn(Duration) -> Result<(), String> + Send + Sync;
 
 /// What a check returns: `Ok(())` when healthy, or any error saying why not.
 ///
@@ -96,12 +97,42 @@ impl Check {
     /// A check called `name` (letters, digits, `.`, `_`, `-`; at most 64
     /// bytes) that runs `check` on each probe with a 1 s timeout.
     pub fn new(name: &str, check: impl Fn() -> CheckResult + Send + Sync + 'static) -> Check {
+        Check::within(name, move |_| check())
+    }
+
+    /// A check whose body is told the time it may take (its
+    /// [`timeout`](Check::timeout)), for one that waits on something it can
+    /// bound itself, as a connect does (the ready-made checks of
+    /// [`checks`](crate::checks) are made this way).
+    pub(crate) fn within(
+        name: &str,
+        check: impl Fn(Duration) -> CheckResult + Send + Sync + 'static,
+    ) -> Check {
         Check {
             name: name.to_string(),
-            func: Arc::new(move || check().map_err(|e| chain(&*e))),
+            func: Arc::new(move |budget| check(budget).map_err(|e| chain(&*e))),
             timeout: Duration::from_secs(1),
             schedule: None,
         }
+    }
+
+    /// Runs the check once, now, on the calling thread, and returns its
+    /// verdict with the reason as events and bodies show it (causes joined,
+    /// cut to 128 bytes; a panic is a failure). The timeout is not enforced
+    /// here: this waits for the check however long it takes. For trying a
+    /// check out (in a test, or once at start-up); a [`Health`](crate::Health)
+    /// runs the checks added to it by itself.
+    ///
+    /// ```
+    /// let disk = healthz::Check::new("disk", || Err("full".into()));
+    /// assert_eq!(disk.run_now(), Err("full".to_string()));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The check's reason when it fails.
+    pub fn run_now(&self) -> Result<(), String> {
+        run(&*self.func, self.timeout)
     }
 
     /// How long one run may take before it counts as failed. Default 1 s.
@@ -265,16 +296,21 @@ impl Runner {
 
     fn run_once(&self) {
         let started = Instant::now();
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| (self.func)())) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(shorten(reason)),
-            Err(_) => Err("the check panicked".to_string()),
-        };
+        let outcome = run(&*self.func, self.timeout);
         let mut state = lock(&self.state);
         state.finished += 1;
         state.last = Some(outcome);
         state.took = Some(started.elapsed());
         self.finished.notify_all();
+    }
+}
+
+/// One run of a check's body: its verdict, a panic being a failure.
+fn run(func: &CheckFn, budget: Duration) -> Result<(), String> {
+    match panic::catch_unwind(AssertUnwindSafe(|| func(budget))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(shorten(reason)),
+        Err(_) => Err("the check panicked".to_string()),
     }
 }
 

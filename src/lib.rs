@@ -116,6 +116,7 @@
 mod accept;
 mod address;
 mod check;
+pub mod checks;
 mod conn;
 mod counters;
 mod date;

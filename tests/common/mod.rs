@@ -360,23 +360,46 @@ impl Serve {
 
     /// The same, with `env` added to the child's environment (never this process's).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        Serve::spawn(None, args, env)
+        Serve::spawn(None, args, env, None)
     }
 
     /// Starts `serve --unix PATH ARGS` and waits for its first line.
     #[cfg(unix)]
     pub fn start_unix(path: &Path, args: &[&str]) -> Serve {
-        Serve::spawn(Some(path), args, &[])
+        Serve::spawn(Some(path), args, &[], None)
     }
 
-    fn spawn(unix: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Serve {
+    /// Starts `serve --addr 127.0.0.1:0 ARGS` with its soft limit on open
+    /// files lowered to `nofile` (the shell's `ulimit -n`, then `exec`).
+    #[cfg(unix)]
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Serve {
+        Serve::spawn(None, args, &[], Some(nofile))
+    }
+
+    fn spawn(
+        unix: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u32>,
+    ) -> Serve {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let listen: [&std::ffi::OsStr; 2] = match unix {
             Some(path) => ["--unix".as_ref(), path.as_os_str()],
             None => ["--addr".as_ref(), "127.0.0.1:0".as_ref()],
         };
-        let mut child = Command::new(serve_binary())
+        let mut command = match nofile {
+            None => Command::new(serve_binary()),
+            Some(n) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""));
+                shell.arg(serve_binary());
+                shell
+            }
+        };
+        let mut child = command
             .args(listen)
             .args(args)
             .envs(env.iter().copied())
