@@ -22,7 +22,8 @@ serve: a healthz server controlled through stdin
 USAGE:
     serve [--addr HOST:PORT | --unix PATH] [--not-ready] [--target NAME]...
           [--liveness-target NAME]... [--heartbeat NAME=DURATION]...
-          [--thread NAME]... [--check KIND:NAME=ARG]... [--systemd] [--metrics]
+          [--thread NAME]... [--check KIND:NAME=ARG]... [--hold-memory MIB]
+          [--systemd] [--metrics]
 
 OPTIONS:
     --addr HOST:PORT   where to listen (default 0.0.0.0:8080, Dapr's healthz port;
@@ -59,6 +60,8 @@ OPTIONS:
                          dir      PATH        a file can be written and synced
                                               in PATH (and is removed)
                        e.g. --check tcp:db=127.0.0.1:5432 --check fds:fds=10%
+    --hold-memory MIB  allocate MIB mebibytes, write every page and hold them
+                       until exit: a demo load for --check memory
     --systemd          speak systemd's notify protocol: READY=1, STATUS=,
                        STOPPING=1, and WATCHDOG=1 while alive (does nothing
                        unless systemd sets NOTIFY_SOCKET)
@@ -107,6 +110,7 @@ struct Options {
     heartbeats: Vec<(String, Duration)>,
     threads: Vec<String>,
     checks: Vec<healthz::Check>,
+    hold_memory: usize,
     systemd: bool,
     metrics: bool,
     drain_delay: Duration,
@@ -124,6 +128,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         heartbeats: Vec::new(),
         threads: Vec::new(),
         checks: Vec::new(),
+        hold_memory: 0,
         systemd: false,
         metrics: false,
         drain_delay: Duration::from_secs(5),
@@ -164,6 +169,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 options
                     .checks
                     .push(check(&spec).map_err(|e| format!("--check {spec}: {e}"))?);
+            }
+            "--hold-memory" => {
+                let mib = args.next().ok_or("--hold-memory needs MIB")?;
+                options.hold_memory = mib
+                    .parse()
+                    .map_err(|_| format!("--hold-memory: bad MIB `{mib}`"))?;
             }
             "--systemd" => options.systemd = true,
             "--metrics" => options.metrics = true,
@@ -262,6 +273,12 @@ fn main() -> ExitCode {
             }
         }
     }
+    // Every page written, so that every page counts against a memory limit.
+    let mut held = vec![0u8; options.hold_memory << 20];
+    for page in held.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    let _held = std::hint::black_box(held);
     for check in options.checks {
         if let Err(e) = health.add_check(check) {
             eprintln!("error: --check: {e}");
