@@ -4,6 +4,7 @@
 //! cargo run --release --example bench            # the full run, about a minute
 //! cargo run --release --example bench -- --quick # a few seconds
 //! cargo run --release --example bench -- --unix  # the same over a Unix socket
+//! cargo run --release --example bench -- --checks # what each ready-made check costs
 //! ```
 //!
 //! It runs the server in a child process (this same binary with `--child`,
@@ -34,6 +35,12 @@ fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
         return child(args.get(1).map_or("127.0.0.1:0", String::as_str));
+    }
+    if args.iter().any(|a| a == "--checks") {
+        let mut figures = Figures::default();
+        check_costs(&mut figures)?;
+        figures.print();
+        return Ok(());
     }
     let unix = args.iter().any(|a| a == "--unix");
     let plan = if args.iter().any(|a| a == "--quick") {
@@ -95,8 +102,52 @@ fn main() -> io::Result<()> {
         );
     }
     figures.add("heartbeat_beat", beat_cost()?, "ns/call");
+    check_costs(&mut figures)?;
     figures.print();
     Ok(())
+}
+
+/// What one run of each ready-made check costs, in µs: the median of three
+/// rounds of `Check::run_now`, against an in-process server on loopback for
+/// the dependencies and this process's own `/proc` files for the limits.
+fn check_costs(figures: &mut Figures) -> io::Result<()> {
+    use healthz::checks::{self, Free};
+
+    let health = healthz::Health::new();
+    health.ready();
+    let server = healthz::Server::new(health).bind("127.0.0.1:0")?;
+    let addr = server.local_addr().to_string();
+    let url = format!("http://{addr}/readyz");
+    let dir = std::env::temp_dir();
+    let http = checks::http("http", &url, 200..=299)
+        .map_err(|e| io::Error::new(io::ErrorKind::Other, e))?;
+    let runs: [(&str, healthz::Check, u32); 7] = [
+        ("tcp", checks::tcp("tcp", &addr), 300),
+        ("http", http, 300),
+        ("dns_localhost", checks::dns("dns", "localhost"), 300),
+        (
+            "descriptors",
+            checks::descriptors("fds", Free::Percent(10)),
+            2000,
+        ),
+        ("memory", checks::memory("memory", 90), 2000),
+        ("threads", checks::threads("threads", 10_000), 2000),
+        ("writable", checks::writable("dir", &dir), 100),
+    ];
+    for (name, check, count) in runs {
+        let mut rounds: Vec<f64> = (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..count {
+                    let _ = check.run_now();
+                }
+                started.elapsed().as_secs_f64() * 1e6 / f64::from(count)
+            })
+            .collect();
+        rounds.sort_by(f64::total_cmp);
+        figures.add(&format!("check_{name}"), rounds[1], "us/run");
+    }
+    server.shutdown().map_err(io::Error::from)
 }
 
 /// What one `Heartbeat::beat()` costs a hot loop, in ns: 10 million beats on

@@ -12,7 +12,9 @@
 //! 1. [`Health`] is the shared state: a lock-free flag that starts *not
 //!    ready*, plus named [`Target`]s that components flip and [`Check`]s
 //!    that run on a probe or in the background, for readiness and for
-//!    liveness. Clone it into whatever decides health. For workers, a
+//!    liveness ([`checks`] has ready-made ones: TCP, HTTP, DNS, file
+//!    descriptors, memory, threads, a writable disk). Clone it into
+//!    whatever decides health. For workers, a
 //!    [`Heartbeat`] fails liveness when a loop stops making progress, and a
 //!    [`ThreadGuard`] when a thread dies.
 //! 2. [`Server`] configures the limits and timeouts, then binds in the calling
