@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{serve_with, Serve, PATIENCE};
+use common::{serve_with, PATIENCE};
 use healthz::checks::{self, Free};
 use healthz::{Check, Health};
 
@@ -248,7 +248,7 @@ fn descriptors_measures_against_the_limit() {
 #[cfg(target_os = "linux")]
 #[test]
 fn descriptors_fails_a_child_whose_limit_runs_low_and_passes_once_freed() {
-    let serve = Serve::start_with_nofile(64, &["--check", "fds:fds=50%"]);
+    let serve = common::Serve::start_with_nofile(64, &["--check", "fds:fds=50%"]);
     let addr = serve.addr.clone();
     let readyz = || common::get(&*addr, "/readyz?verbose");
     assert_eq!(readyz().status, 200, "{}", readyz().text());
