@@ -76,6 +76,37 @@ fn tcp_passes_when_a_listener_is_up_and_fails_when_none_is() {
     );
 }
 
+/// A listener whose accept queue is full: Linux drops new SYNs, so a
+/// connect waits, and the check fails at its timeout, not later.
+#[cfg(target_os = "linux")]
+#[test]
+fn tcp_fails_at_the_checks_timeout_when_the_listener_takes_no_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    let full = loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) => break e,
+        }
+        assert!(queued.len() <= 20_000, "the accept queue never filled");
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::TimedOut, "{full}");
+    let check = checks::tcp("dep", &addr.to_string()).timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let reason = check.run_now().unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        reason.starts_with(&format!("cannot connect to {addr}: ")),
+        "{reason}"
+    );
+    assert!(took < PATIENCE, "bounded by its timeout: {took:?}");
+    println!(
+        "{} connections filled the queue; the check said `{reason}` after {took:?}",
+        queued.len()
+    );
+}
+
 #[test]
 fn http_follows_a_real_healthz_servers_readiness() {
     let dependency = Health::new();
