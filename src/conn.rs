@@ -14,7 +14,7 @@ use crate::error::{client_went_away, invalid, positive};
 use crate::event::{Event, Events};
 use crate::health::Health;
 use crate::http::{self, Method, Parsed, Persist, Request, Response};
-use crate::registry::{Registered, Registry, State};
+use crate::registry::{Registered, Registry, Slot, State};
 use crate::route::{self, Refusal, Routes};
 use crate::socket::Stream;
 
@@ -26,6 +26,10 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// A connection's receive buffer to start with; it grows, up to the request
 /// head limit, only for a head that needs it.
 const HEAD_START: usize = 1024;
+/// Windows only: the longest a read waits before it looks whether the server
+/// closed the connection (Winsock's shutdown does not wake a blocked read).
+#[cfg(windows)]
+const WAKE_SLICE: Duration = Duration::from_millis(100);
 /// What the answer buffer keeps between connections; a burst of pipelined
 /// answers may have grown it far beyond.
 const OUT_KEPT: usize = 4096;
@@ -129,7 +133,7 @@ pub(crate) fn serve(
         service,
         registered: &registered,
         input: Input {
-            stream,
+            slot: registered.slot(),
             buf: &mut buffers.head,
             filled: 0,
             max: service.settings.head.max_head,
@@ -309,7 +313,7 @@ impl Conn<'_> {
     /// moment. Closing with unread input would make the kernel send a reset that
     /// can destroy the answer before the client reads it.
     fn linger(&mut self) {
-        let _ = self.input.stream.shutdown(Shutdown::Write);
+        let _ = self.input.slot.stream.shutdown(Shutdown::Write);
         // The server may close it at once from here on.
         if !self.registered.enter(State::Idle) {
             return;
@@ -364,9 +368,10 @@ fn answer(service: &Service, request: &Request<'_>, served: u64) -> (Response<'s
     (response, persist)
 }
 
-/// The receiving side: the socket and the bytes received but not consumed.
+/// The receiving side: the socket (with its place in the registry, which
+/// says whether the server closed it) and the bytes received but not consumed.
 struct Input<'a> {
-    stream: &'a Stream,
+    slot: &'a Slot,
     buf: &'a mut Vec<u8>,
     filled: usize,
     /// The most the buffer grows to: the request head limit.
@@ -390,16 +395,51 @@ impl Input<'_> {
     }
 
     fn read(&mut self, timeout: Duration) -> io::Result<usize> {
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = Some(timeout);
-        }
         if self.filled == self.buf.len() && self.buf.len() < self.max {
             let grown = (self.buf.len() * 4).clamp(HEAD_START, self.max);
             self.buf.resize(grown, 0);
         }
+        #[cfg(windows)]
+        return self.read_in_slices(timeout);
+        #[cfg(not(windows))]
+        self.read_once(timeout)
+    }
+
+    /// Windows: shutdown(2) on a socket does not wake a thread blocked reading
+    /// it, so the server's closing an idle connection (at shutdown, or to make
+    /// room at the cap) would wait for its timeout. There a read waits in
+    /// slices of [`WAKE_SLICE`], and ends as soon as the server has closed the
+    /// connection. Elsewhere the shutdown wakes the read itself, and an idle
+    /// connection costs no wake-up at all.
+    #[cfg(windows)]
+    fn read_in_slices(&mut self, timeout: Duration) -> io::Result<usize> {
+        let until = Instant::now() + timeout;
         loop {
-            match self.stream.read(&mut self.buf[self.filled..]) {
+            if self.slot.is_closed() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed by the server",
+                ));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            match self.read_once(left.min(WAKE_SLICE)) {
+                Err(e) if is_timeout(&e) => {}
+                done => return done,
+            }
+        }
+    }
+
+    fn read_once(&mut self, timeout: Duration) -> io::Result<usize> {
+        let mut stream = &self.slot.stream;
+        if self.read_timeout != Some(timeout) {
+            stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
+        }
+        loop {
+            match stream.read(&mut self.buf[self.filled..]) {
                 Ok(n) => {
                     self.filled += n;
                     return Ok(n);
