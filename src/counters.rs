@@ -4,10 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every status the server answers with, in the order they are shown.
-pub(crate) const STATUSES: [u16; 13] = [
-    200, 204, 400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 0,
-];
+use crate::http::STATUSES;
 
 /// What one server counts over its life.
 #[derive(Default)]
@@ -15,8 +12,8 @@ pub(crate) struct Counters {
     accepted: AtomicU64,
     evicted: AtomicU64,
     malformed: AtomicU64,
-    /// Answers by status, indexed as [`STATUSES`] (the last slot: any other).
-    answered: [AtomicU64; STATUSES.len()],
+    /// Answers by status, indexed as http's `STATUSES` (the last slot: any other).
+    answered: [AtomicU64; STATUSES.len() + 1],
 }
 
 impl Counters {
@@ -33,8 +30,8 @@ impl Counters {
     }
 
     pub fn answered(&self, status: u16) {
-        let at = STATUSES.iter().position(|s| *s == status);
-        let at = at.unwrap_or(STATUSES.len() - 1);
+        let at = STATUSES.iter().position(|(code, _)| *code == status);
+        let at = at.unwrap_or(STATUSES.len());
         self.answered[at].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -52,8 +49,10 @@ impl Counters {
             malformed: load(&self.malformed),
             answered: STATUSES
                 .iter()
+                .map(|(code, _)| *code)
+                .chain([0])
                 .zip(&self.answered)
-                .map(|(status, counter)| (*status, load(counter)))
+                .map(|(status, counter)| (status, load(counter)))
                 .collect(),
         }
     }
@@ -64,6 +63,6 @@ pub(crate) struct Counts {
     pub accepted: u64,
     pub evicted: u64,
     pub malformed: u64,
-    /// Answers by status, as [`STATUSES`] (0: any other).
+    /// Answers by status, as http's `STATUSES` (0: any other).
     pub answered: Vec<(u16, u64)>,
 }

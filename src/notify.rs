@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Event, Events};
 use crate::health::{Health, Kind, Watch};
+use crate::shutdown::budget::NOTIFY_GRACE;
 use crate::sync::{Latch, SetOnDrop, Wake};
 
 /// Pings per watchdog interval. sd_watchdog_enabled(3) asks for at least two;
@@ -29,9 +30,6 @@ use crate::sync::{Latch, SetOnDrop, Wake};
 const PINGS_PER_INTERVAL: u32 = 4;
 /// The shortest watchdog ping interval, whatever `WATCHDOG_USEC` says.
 const MIN_PING: Duration = Duration::from_millis(10);
-/// How long stopping waits for a thread of this module to end (one may be
-/// running a check); past it, the thread is left to end on its own.
-const STOP_GRACE: Duration = Duration::from_millis(250);
 
 /// systemd's side of one server: the notifier, the thread that reports
 /// readiness to it, the watchdog (if systemd asked for one), and the watch
@@ -40,8 +38,8 @@ pub(crate) struct Systemd {
     notifier: Arc<Notifier>,
     /// What wakes the readiness thread (every change) and the watchdog (recovery).
     _watches: [Watch; 2],
-    _readiness: Worker,
-    _watchdog: Option<Worker>,
+    _readiness: NotifyThread,
+    _watchdog: Option<NotifyThread>,
 }
 
 impl Systemd {
@@ -83,7 +81,7 @@ impl Systemd {
             }))
         };
         let start = |name: &str, wake: Arc<Wake>, body: Box<dyn FnOnce(&Wake) + Send>| {
-            Worker::start(name, stack_size, wake, body)
+            NotifyThread::start(name, stack_size, wake, body)
                 .map_err(|error| notifier.report(error))
                 .ok()
         };
@@ -341,20 +339,20 @@ impl fmt::Debug for Notifier {
 }
 
 /// A thread of this module; dropping it stops it, and joins it if it ends
-/// within [`STOP_GRACE`] (it may be running a check that takes longer).
-struct Worker {
+/// within [`NOTIFY_GRACE`] (it may be running a check that takes longer).
+struct NotifyThread {
     wake: Arc<Wake>,
     ended: Arc<Latch>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Worker {
+impl NotifyThread {
     fn start(
         name: &str,
         stack_size: usize,
         wake: Arc<Wake>,
         body: Box<dyn FnOnce(&Wake) + Send>,
-    ) -> io::Result<Worker> {
+    ) -> io::Result<NotifyThread> {
         let ended = Arc::new(Latch::default());
         let (its_wake, its_end) = (wake.clone(), ended.clone());
         let thread = thread::Builder::new()
@@ -364,7 +362,7 @@ impl Worker {
                 let _ended = SetOnDrop(&its_end);
                 body(&its_wake);
             })?;
-        Ok(Worker {
+        Ok(NotifyThread {
             wake,
             ended,
             thread: Some(thread),
@@ -372,10 +370,10 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl Drop for NotifyThread {
     fn drop(&mut self) {
         self.wake.stop();
-        if self.ended.wait_timeout(STOP_GRACE) {
+        if self.ended.wait_timeout(NOTIFY_GRACE) {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
             }

@@ -20,14 +20,12 @@ use crate::health::{Health, Watch};
 use crate::notify::Systemd;
 use crate::registry::Registry;
 use crate::route::{FailureBody, FailureStatus, Routes, SuccessStatus};
+use crate::shutdown::budget::{self, FORCE_GRACE, WAIT_MARGIN};
 use crate::shutdown::ShutdownToken;
 #[cfg(unix)]
 use crate::socket::bind_unix;
 use crate::socket::{ListenSocket, Listener, SocketFile};
 use crate::sync::{lock, Latch, SetOnDrop};
-
-/// Extra time, after the shutdown deadline, for force-closed connections to end.
-const FORCE_GRACE: Duration = Duration::from_millis(250);
 
 /// A health server being configured: builder methods, then
 /// [`bind`](Server::bind), [`listen`](Server::listen) or [`run`](Server::run).
@@ -736,12 +734,9 @@ impl<A> Running<A> {
         };
         self.token.wait();
         // The supervisor bounds its own work by the drain and the deadline;
-        // the extra second is only a safety margin, so that this never hangs.
+        // the margin is only for safety, so that this never hangs.
         let drain = self.token.drain().unwrap_or(self.drain_delay);
-        if !self
-            .done
-            .wait_timeout(drain + self.bound + Duration::from_secs(1))
-        {
+        if !self.done.wait_timeout(drain + self.bound + WAIT_MARGIN) {
             return Err(Error::deadline(self.bound, 0, 1));
         }
         handle.join().unwrap_or_else(|_| {
@@ -790,7 +785,7 @@ impl Lifecycle {
     /// How long [`supervise`](Lifecycle::supervise) takes at most once the
     /// token is triggered, not counting the drain.
     fn bound(&self) -> Duration {
-        self.shutdown_timeout.max(FORCE_GRACE) + FORCE_GRACE
+        budget::bound(self.shutdown_timeout, self.systemd.is_some())
     }
 
     /// The supervisor's part: wait for the token, drain if asked to, then

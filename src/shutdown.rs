@@ -76,3 +76,37 @@ impl ShutdownToken {
         self.request.triggered.wait();
     }
 }
+
+/// The time a stop may take beyond the shutdown timeout (and the drain),
+/// written down in one place. Shutdown waits for requests in flight until
+/// the timeout; then, at most:
+/// - [`FORCE_GRACE`] for the connections closed by force (and the server's
+///   own threads, woken in `accept` or closed while idle) to leave, counted
+///   from the later of the deadline and a grace after the start;
+/// - [`NOTIFY_GRACE`] for each of systemd's threads to end (one may be
+///   running a check; past it, it is left to end on its own);
+/// - and [`Running::wait`](crate::Running::wait) allows [`WAIT_MARGIN`] more
+///   before it reports the supervisor itself as stuck, so it never hangs.
+pub(crate) mod budget {
+    use std::time::Duration;
+
+    /// For force-closed connections to end, and the server's own threads to leave.
+    pub const FORCE_GRACE: Duration = Duration::from_millis(250);
+    /// For each of systemd's threads to end.
+    pub const NOTIFY_GRACE: Duration = Duration::from_millis(250);
+    /// systemd's threads: readiness, and the watchdog.
+    pub const NOTIFY_THREADS: u32 = 2;
+    /// `Running::wait`'s margin over the supervisor's own bound.
+    pub const WAIT_MARGIN: Duration = Duration::from_secs(1);
+
+    /// The most a supervisor takes once asked to stop, not counting the drain:
+    /// the true bound, every grace summed.
+    pub fn bound(shutdown_timeout: Duration, systemd: bool) -> Duration {
+        let notify = if systemd {
+            NOTIFY_GRACE * NOTIFY_THREADS
+        } else {
+            Duration::ZERO
+        };
+        shutdown_timeout.max(FORCE_GRACE) + FORCE_GRACE + notify
+    }
+}
