@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 mod background;
+mod kind;
 mod snapshot;
 mod watchers;
 
+pub(crate) use self::kind::{Kind, PerKind};
 pub(crate) use self::snapshot::{Gauge, Snapshot};
 pub(crate) use self::watchers::Watch;
 use self::watchers::Watchers;
@@ -79,10 +81,10 @@ struct Inner {
     ready: AtomicBool,
     draining: AtomicBool,
     /// Per kind: targets not ready plus background checks not passing.
-    failing: [AtomicUsize; 2],
+    failing: PerKind<AtomicUsize>,
     /// Per kind: entries a probe must evaluate, not read from atomics
     /// (checks that run on each probe, and heartbeats, which time fails).
-    on_request: [AtomicUsize; 2],
+    on_request: PerKind<AtomicUsize>,
     entries: RwLock<Vec<Arc<Entry>>>,
     watchers: Mutex<Watchers>,
     /// Set when the last clone drops: background checks end.
@@ -98,13 +100,6 @@ impl Drop for Inner {
             alarm.stop();
         }
     }
-}
-
-/// Readiness or liveness: which endpoint family an entry gates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Readiness = 0,
-    Liveness = 1,
 }
 
 struct Entry {
@@ -171,12 +166,9 @@ impl Entry {
             EntryState::OnRequest { last, .. } => match lock(last).clone() {
                 Some(Ok(())) => (Status::Pass, None, at),
                 Some(Err(reason)) => (Status::Fail, Some(reason), at),
-                None => match self.kind {
-                    // Not run yet, so not known: never ready on that.
-                    Kind::Readiness => (Status::Fail, Some(NOT_RUN.to_string()), at),
-                    // Alive until a run says otherwise, as Kubernetes' liveness starts.
-                    Kind::Liveness => (Status::Pass, None, at),
-                },
+                // Not run yet, so not known: failing unless the family says otherwise.
+                None if self.kind.family().unknown_passes => (Status::Pass, None, at),
+                None => (Status::Fail, Some(NOT_RUN.to_string()), at),
             },
             EntryState::Background { state, .. } => {
                 let (verdict, ran_at) = lock(state).clone();
@@ -481,7 +473,7 @@ impl Health {
             Some(schedule) => EntryState::Background {
                 runner,
                 schedule,
-                state: Mutex::new((Thresholds::new(kind == Kind::Liveness), now())),
+                state: Mutex::new((Thresholds::new(kind.family().unknown_passes), now())),
             },
         };
         let entry = Arc::new(Entry::new(&check.name, kind, state, None));
@@ -545,7 +537,7 @@ impl Health {
             self.count_failing(entry.kind, add);
         }
         if entry.state.on_request() {
-            let counter = &self.inner.on_request[entry.kind as usize];
+            let counter = &self.inner.on_request[entry.kind];
             match add {
                 true => counter.fetch_add(1, Ordering::SeqCst),
                 false => counter.fetch_sub(1, Ordering::SeqCst),
@@ -616,7 +608,7 @@ impl Health {
     /// no check has to run for it: `None` means "call [`report`](Self::report)".
     pub(crate) fn quick(&self, kind: Kind) -> Option<bool> {
         let inner = &self.inner;
-        if inner.on_request[kind as usize].load(Ordering::SeqCst) > 0 {
+        if inner.on_request[kind].load(Ordering::SeqCst) > 0 {
             return None;
         }
         let own = match kind {
@@ -625,14 +617,14 @@ impl Health {
             }
             Kind::Liveness => true,
         };
-        Some(own && inner.failing[kind as usize].load(Ordering::SeqCst) == 0)
+        Some(own && inner.failing[kind].load(Ordering::SeqCst) == 0)
     }
 
     /// The one place the failing counters change: an entry of `kind` that
     /// counts in them (a target, or a background check) started failing, or
     /// stopped. They let [`quick`](Self::quick) answer from atomics alone.
     fn count_failing(&self, kind: Kind, failing: bool) {
-        let counter = &self.inner.failing[kind as usize];
+        let counter = &self.inner.failing[kind];
         if failing {
             counter.fetch_add(1, Ordering::SeqCst);
         } else {
@@ -697,7 +689,7 @@ impl Health {
             let mut last = lock(last);
             let passed = last.as_ref().map(Result::is_ok);
             // A first result is news, except a liveness check passing as it was taken to.
-            let alive_as_assumed = passed.is_none() && entry.kind == Kind::Liveness;
+            let alive_as_assumed = passed.is_none() && entry.kind.family().unknown_passes;
             let changed = passed != Some(outcome.is_ok()) && !(alive_as_assumed && outcome.is_ok());
             *last = Some(outcome.clone());
             changed

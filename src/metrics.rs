@@ -56,19 +56,13 @@ fn health_families(health: &Snapshot) -> Vec<Family> {
         let labelled = |g: &Gauge| value(g).map(|v| (labels(&g.name, g.kind), v));
         health.gauges.iter().filter_map(labelled).collect()
     };
-    vec![
-        Family {
-            name: "healthz_ready",
-            kind: "gauge",
-            help: "Whether the service is ready (1) or not (0), as /readyz would answer now.",
-            samples: one(flag(health.ready)),
-        },
-        Family {
-            name: "healthz_alive",
-            kind: "gauge",
-            help: "Whether the service is alive (1) or not (0), as /livez would answer now.",
-            samples: one(flag(health.alive)),
-        },
+    let verdicts = Kind::ALL.into_iter().map(|kind| Family {
+        name: kind.family().gauge,
+        kind: "gauge",
+        help: kind.family().gauge_help,
+        samples: one(flag(health.verdicts[kind])),
+    });
+    verdicts.chain([
         Family {
             name: "healthz_draining",
             kind: "gauge",
@@ -96,7 +90,8 @@ fn health_families(health: &Snapshot) -> Vec<Family> {
             help: "Runs of each check that failed, timed out or panicked.",
             samples: per_item(&|g| g.check.map(|(_, failures)| failures.to_string())),
         },
-    ]
+    ])
+    .collect()
 }
 
 /// The server's counters.
@@ -143,11 +138,7 @@ fn counter_families(counts: &Counts) -> Vec<Family> {
 
 /// `name="...",type="readyz"`, the label value escaped as the format requires.
 fn labels(name: &str, kind: Kind) -> String {
-    let kind = match kind {
-        Kind::Readiness => "readyz",
-        Kind::Liveness => "livez",
-    };
-    format!("name=\"{}\",type=\"{kind}\"", escape(name))
+    format!("name=\"{}\",type=\"{}\"", escape(name), kind.name())
 }
 
 /// A label value: backslash, double quote and line feed escaped (exposition

@@ -188,12 +188,7 @@ fn endpoint<'a>(path: &'a str, prefix: &str) -> Option<(&'static str, Kind, Opti
     if name.is_some_and(|n| n.is_empty() || n.contains('/')) {
         return None;
     }
-    let (word, kind) = match family {
-        "healthz" => ("healthz", Kind::Readiness),
-        "readyz" => ("readyz", Kind::Readiness),
-        "livez" => ("livez", Kind::Liveness),
-        _ => return None,
-    };
+    let (kind, word) = Kind::of_path(family)?;
     Some((word, kind, name))
 }
 
@@ -228,10 +223,7 @@ fn verdict(
             Cow::Owned(render::dapr_error(&report.failing())),
         ),
         _ => {
-            let body: &'static [u8] = match kind {
-                Kind::Readiness => b"not ready\n",
-                Kind::Liveness => b"not alive\n",
-            };
+            let body = kind.family().failing_body;
             response(method, routes.failure.code(), TEXT, Cow::Borrowed(body))
         }
     }

@@ -6,15 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{passes, Entry, EntryState, Health, Kind};
+use super::{passes, Entry, EntryState, Health, Kind, PerKind};
 use crate::sync::read;
 
 /// Health as `/metrics` shows it: both verdicts and every item, from one
 /// report of each kind.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub ready: bool,
-    pub alive: bool,
+    /// Each family's verdict.
+    pub verdicts: PerKind<bool>,
     pub draining: bool,
     pub gauges: Vec<Gauge>,
 }
@@ -38,20 +38,15 @@ impl Health {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let entries: Vec<Arc<Entry>> = read(&self.inner.entries).iter().cloned().collect();
         let mut snapshot = Snapshot {
-            ready: false,
-            alive: false,
+            verdicts: PerKind::default(),
             draining: self.is_draining(),
             gauges: Vec::new(),
         };
-        for kind in [Kind::Readiness, Kind::Liveness] {
+        for kind in Kind::ALL {
             let items = self
                 .report(kind, None, &[])
                 .map_or_else(Vec::new, |r| r.items);
-            let verdict = passes(&items);
-            match kind {
-                Kind::Readiness => snapshot.ready = verdict,
-                Kind::Liveness => snapshot.alive = verdict,
-            }
+            snapshot.verdicts[kind] = passes(&items);
             for item in items {
                 let entry = entries
                     .iter()

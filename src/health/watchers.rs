@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, MutexGuard};
 
-use super::{Health, Kind};
+use super::{Health, Kind, PerKind};
 use crate::event::{deliver, Event, Hook, ItemKind};
 use crate::sync::{lock, Wake};
 
@@ -15,7 +15,7 @@ use crate::sync::{lock, Wake};
 /// told, and the threads to wake on any change.
 pub(super) struct Watchers {
     /// Per kind: the last overall state reported.
-    reported: [bool; 2],
+    reported: PerKind<bool>,
     next_id: u64,
     hooks: Vec<(u64, Hook)>,
     followers: Vec<(u64, Kind, Arc<Wake>)>,
@@ -25,7 +25,7 @@ impl Default for Watchers {
     /// Nobody told anything yet: as a new state is, not ready and alive.
     fn default() -> Watchers {
         Watchers {
-            reported: [false, true],
+            reported: PerKind::from_fn(|kind| kind.family().holds_at_first),
             next_id: 0,
             hooks: Vec::new(),
             followers: Vec::new(),
@@ -76,10 +76,10 @@ impl Health {
             }
             let failing = self.failing(kind);
             let healthy = failing.is_empty();
-            if watchers.reported[kind as usize] == healthy {
+            if watchers.reported[kind] == healthy {
                 return;
             }
-            watchers.reported[kind as usize] = healthy;
+            watchers.reported[kind] = healthy;
             let event = match kind {
                 Kind::Readiness => Event::ReadinessChanged {
                     ready: healthy,
