@@ -1,0 +1,207 @@
+//! The one verdict and the reports made of it: a set of items passes when
+//! none of them fails. `report` runs the on-request checks and reads every
+//! item; `failing` reads what is known without running anything; `quick`
+//! answers from counters when nothing has to run, and `count` is the one
+//! place those counters follow the entries.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Entry, EntryState, Health, Kind};
+use crate::date::now;
+use crate::sync::read;
+
+/// One line of a health report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub name: String,
+    pub status: Status,
+    /// Why it fails (or warns); shown only when the server is configured to,
+    /// unless `shown`.
+    pub reason: Option<String>,
+    /// The reason is the crate's own words, with nothing to withhold.
+    pub shown: bool,
+    pub excluded: bool,
+    /// When the result was observed, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// The state of one item, as the IETF health-check draft names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Pass,
+    /// Passing, but a background check failed recently (under its threshold).
+    Warn,
+    Fail,
+}
+
+/// A readiness or liveness verdict with its reasons.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub items: Vec<Item>,
+    /// Names given to `?exclude=` that matched nothing.
+    pub unmatched: Vec<String>,
+}
+
+impl Item {
+    /// Whether this item fails the verdict: it fails and is not excluded.
+    pub(super) fn fails(&self) -> bool {
+        !self.excluded && self.status == Status::Fail
+    }
+}
+
+/// The one verdict: a set of items passes when none of them fails it.
+pub(crate) fn passes<'a>(items: impl IntoIterator<Item = &'a Item>) -> bool {
+    !items.into_iter().any(Item::fails)
+}
+
+/// The names of the items that fail the verdict, in order.
+fn failing(items: &[Item]) -> Vec<&str> {
+    items
+        .iter()
+        .filter(|i| i.fails())
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        passes(&self.items)
+    }
+
+    pub fn failing(&self) -> Vec<&str> {
+        failing(&self.items)
+    }
+}
+
+impl Health {
+    /// Decides readiness (or liveness) for a probe, reading only atomics, when
+    /// no check has to run for it: `None` means "call [`report`](Self::report)".
+    pub(crate) fn quick(&self, kind: Kind) -> Option<bool> {
+        let inner = &self.inner;
+        if inner.on_request[kind].load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let own = match kind {
+            Kind::Readiness => {
+                inner.ready.load(Ordering::SeqCst) && !inner.draining.load(Ordering::SeqCst)
+            }
+            Kind::Liveness => true,
+        };
+        Some(own && inner.failing[kind].load(Ordering::SeqCst) == 0)
+    }
+
+    /// Adds (or takes away) what `entry` contributes to the counters that
+    /// [`quick`](Self::quick) reads.
+    pub(super) fn count(&self, entry: &Entry, add: bool) {
+        if entry.counts_failing() {
+            self.count_failing(entry.kind, add);
+        }
+        if entry.state.on_request() {
+            let counter = &self.inner.on_request[entry.kind];
+            match add {
+                true => counter.fetch_add(1, Ordering::SeqCst),
+                false => counter.fetch_sub(1, Ordering::SeqCst),
+            };
+        }
+    }
+
+    /// The one place the failing counters change: an entry of `kind` that
+    /// counts in them (a target, or a background check) started failing, or
+    /// stopped. They let [`quick`](Self::quick) answer from atomics alone.
+    pub(super) fn count_failing(&self, kind: Kind, failing: bool) {
+        let counter = &self.inner.failing[kind];
+        if failing {
+            counter.fetch_add(1, Ordering::SeqCst);
+        } else {
+            counter.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The full report for a probe: runs on-request checks (all at once, each
+    /// within its timeout) and records their results, then reads every item.
+    /// With `only`, just that name (`None` if it names nothing of this kind);
+    /// `exclude` skips names.
+    pub(crate) fn report(
+        &self,
+        kind: Kind,
+        only: Option<&str>,
+        exclude: &[&str],
+    ) -> Option<Report> {
+        let wanted = |name: &str| only.map_or(true, |only| only == name);
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
+            .iter()
+            .filter(|e| e.kind == kind && wanted(&e.name))
+            .cloned()
+            .collect();
+        // Start every on-request check first, so they run side by side.
+        let started: Vec<_> = entries
+            .iter()
+            .filter(|e| !exclude.contains(&e.name.as_str()))
+            .filter_map(|e| match &e.state {
+                EntryState::OnRequest { runner, .. } => Some((e, runner, runner.start())),
+                _ => None,
+            })
+            .collect();
+        for (entry, runner, ticket) in started {
+            let outcome = ticket.and_then(|ticket| runner.wait(ticket));
+            self.record_on_request(entry, outcome);
+        }
+        let mut items = self.items(kind, &entries);
+        items.retain(|i| wanted(&i.name));
+        if items.is_empty() {
+            return None;
+        }
+        for item in &mut items {
+            item.excluded = exclude.contains(&item.name.as_str());
+        }
+        let unmatched = exclude
+            .iter()
+            .filter(|name| !items.iter().any(|i| i.name == **name))
+            .map(|name| name.to_string())
+            .collect();
+        Some(Report { items, unmatched })
+    }
+
+    /// Every item of `kind` as known now: the built-in ones, then `entries`.
+    /// Reads only; runs nothing and reports nothing.
+    pub(super) fn items(&self, kind: Kind, entries: &[Arc<Entry>]) -> Vec<Item> {
+        let at = now();
+        let mut items = self.builtin_items(kind, at);
+        items.extend(entries.iter().map(|entry| entry.item(at)));
+        items
+    }
+
+    pub(super) fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
+        let item = |name: &str, ok: bool, reason: &str| Item {
+            name: name.to_string(),
+            status: if ok { Status::Pass } else { Status::Fail },
+            reason: (!ok).then(|| reason.to_string()),
+            shown: false,
+            excluded: false,
+            at,
+        };
+        match kind {
+            Kind::Readiness => vec![
+                item(
+                    "ready",
+                    self.inner.ready.load(Ordering::SeqCst),
+                    "the service has not said it is ready",
+                ),
+                item("shutdown", !self.is_draining(), "draining before shutdown"),
+            ],
+            Kind::Liveness => vec![item("ping", true, "")],
+        }
+    }
+
+    /// What fails now by the latest known results, without running any check.
+    pub(crate) fn failing(&self, kind: Kind) -> Vec<String> {
+        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
+            .iter()
+            .filter(|e| e.kind == kind)
+            .cloned()
+            .collect();
+        let items = self.items(kind, &entries);
+        failing(&items).into_iter().map(String::from).collect()
+    }
+}
