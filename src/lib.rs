@@ -132,6 +132,8 @@ mod probe;
 mod pulse;
 mod registry;
 mod render;
+#[cfg(test)]
+mod rng;
 mod route;
 mod server;
 mod shutdown;

@@ -98,7 +98,7 @@ impl Health {
     }
 
     /// Applies a background result: thresholds, counters, events.
-    fn record(&self, entry: &Entry, outcome: Result<(), String>) {
+    pub(super) fn record(&self, entry: &Entry, outcome: Result<(), String>) {
         let EntryState::Background {
             schedule, state, ..
         } = &entry.state

@@ -109,7 +109,7 @@ impl Health {
 /// ```
 #[derive(Clone)]
 #[must_use = "a target nobody holds can never be made ready, and readiness fails: keep it and call ready()"]
-pub struct Target(Flag);
+pub struct Target(pub(super) Flag);
 
 impl Target {
     /// The name it was registered under.
@@ -163,7 +163,7 @@ impl fmt::Debug for Target {
 /// ```
 #[derive(Clone)]
 #[must_use = "a liveness target nobody holds can never say the component stalled: keep it"]
-pub struct LivenessTarget(Flag);
+pub struct LivenessTarget(pub(super) Flag);
 
 impl LivenessTarget {
     /// The name it was registered under.
@@ -203,14 +203,14 @@ impl fmt::Debug for LivenessTarget {
 
 /// The flag behind a target of either kind.
 #[derive(Clone)]
-struct Flag {
+pub(super) struct Flag {
     health: Health,
-    entry: Arc<Entry>,
+    pub(super) entry: Arc<Entry>,
     _holder: Holder,
 }
 
 impl Flag {
-    fn set(&self, on: bool) {
+    pub(super) fn set(&self, on: bool) {
         let EntryState::Target(flag) = &self.entry.state else {
             return;
         };

@@ -205,3 +205,111 @@ impl Health {
         failing(&items).into_iter().map(String::from).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::check::Check;
+    use crate::rng::Rng;
+
+    /// The counters `quick` reads against the entries they mirror, and
+    /// `quick`'s verdict against the one read from every item.
+    fn counters_agree(health: &Health, history: &[String]) {
+        for kind in Kind::ALL {
+            let entries = read(&health.inner.entries);
+            let ours = entries.iter().filter(|e| e.kind == kind);
+            let failing = ours.clone().filter(|e| e.counts_failing()).count();
+            let on_request = ours.filter(|e| e.state.on_request()).count();
+            drop(entries);
+            let inner = &health.inner;
+            let counted = inner.failing[kind].load(Ordering::SeqCst);
+            assert_eq!(counted, failing, "{kind:?} failing after {history:?}");
+            let counted = inner.on_request[kind].load(Ordering::SeqCst);
+            assert_eq!(counted, on_request, "{kind:?} on request after {history:?}");
+            if let Some(quick) = health.quick(kind) {
+                let known = health.failing(kind).is_empty();
+                assert_eq!(quick, known, "{kind:?} verdict after {history:?}");
+            }
+        }
+    }
+
+    /// A background check that never runs by itself here: the test records
+    /// its results.
+    fn background(name: &str) -> Check {
+        let hour = Duration::from_secs(3600);
+        Check::new(name, || Ok(())).every(hour).initial_delay(hour)
+    }
+
+    #[test]
+    fn the_fast_paths_counters_follow_the_entries_through_any_changes() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let health = Health::new();
+            let (mut targets, mut guards, mut dead, mut history) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for step in 0..40 {
+                let kind = *rng.pick(&Kind::ALL);
+                let name = format!("n{step}");
+                let op = rng.below(9);
+                history.push(format!("{op}:{kind:?}"));
+                match op {
+                    0 => health.set_ready(rng.coin()),
+                    1 => targets.push(match kind {
+                        Kind::Readiness => health.target(&name).unwrap().0,
+                        Kind::Liveness => health.liveness_target(&name).unwrap().0,
+                    }),
+                    2 if !targets.is_empty() => {
+                        let at = rng.below(targets.len());
+                        targets[at].set(rng.coin());
+                    }
+                    3 => match kind {
+                        Kind::Readiness => health.add_check(background(&name)).unwrap(),
+                        Kind::Liveness => health.add_liveness_check(background(&name)).unwrap(),
+                    },
+                    4 => {
+                        let entries = read(&health.inner.entries).clone();
+                        let checks: Vec<_> = entries
+                            .iter()
+                            .filter(|e| matches!(e.state, EntryState::Background { .. }))
+                            .collect();
+                        if !checks.is_empty() {
+                            let outcome = if rng.coin() { Ok(()) } else { Err("no".into()) };
+                            health.record(checks[rng.below(checks.len())], outcome);
+                        }
+                    }
+                    5 => guards.push((name.clone(), health.thread_guard(&name).unwrap())),
+                    6 if !guards.is_empty() => {
+                        let (name, guard) = guards.remove(rng.below(guards.len()));
+                        match rng.coin() {
+                            true => drop(guard), // its thread died
+                            false => guard.finish(),
+                        }
+                        dead.push(name);
+                    }
+                    7 if !dead.is_empty() => {
+                        // A restart takes a dead guard's name (a finished one is free anyway).
+                        let name = dead.remove(rng.below(dead.len()));
+                        guards.push((name.clone(), health.thread_guard(&name).unwrap()));
+                    }
+                    8 if !targets.is_empty() => {
+                        // Every handle gone, then the name taken again.
+                        let flag = targets.remove(rng.below(targets.len()));
+                        let (name, kind) = (flag.entry.name.clone(), flag.entry.kind);
+                        drop(flag);
+                        targets.push(match kind {
+                            Kind::Readiness => health.target(&name).unwrap().0,
+                            Kind::Liveness => health.liveness_target(&name).unwrap().0,
+                        });
+                    }
+                    _ => {}
+                }
+                counters_agree(&health, &history);
+            }
+            for (_, guard) in guards {
+                guard.finish();
+            }
+        }
+    }
+}
