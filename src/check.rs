@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use crate::error::{chain, LONGEST};
 use crate::sync::{lock, wait_until};
 
+/// Why a check that has no result yet fails (a readiness one: not known to pass).
+pub(crate) const NOT_CHECKED: &str = "not checked yet";
+
 /// Longest failure reason kept, in bytes; longer ones are cut (bodies stay small).
 pub(crate) const MAX_REASON: usize = 128;
 
@@ -349,7 +352,7 @@ impl Thresholds {
             last: if passing {
                 Ok(())
             } else {
-                Err("not run yet".to_string())
+                Err(NOT_CHECKED.to_string())
             },
         }
     }

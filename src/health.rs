@@ -77,8 +77,9 @@ pub struct Health {
 struct Inner {
     ready: AtomicBool,
     draining: AtomicBool,
-    /// Per kind: targets not ready plus background checks not passing.
-    failing: PerKind<AtomicUsize>,
+    /// Per kind: how many entries fail now, of those the fast path counts
+    /// (targets not ready, background checks not passing, dead guards).
+    failing_count: PerKind<AtomicUsize>,
     /// Per kind: entries a probe must evaluate, not read from atomics
     /// (checks that run on each probe, and heartbeats, which time fails).
     on_request: PerKind<AtomicUsize>,
@@ -105,7 +106,7 @@ impl Default for Health {
             inner: Arc::new(Inner {
                 ready: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
-                failing: Default::default(),
+                failing_count: Default::default(),
                 on_request: Default::default(),
                 entries: RwLock::default(),
                 heartbeats: Mutex::new(None),

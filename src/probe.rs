@@ -525,24 +525,7 @@ fn read_response(
         .map_err(|_| malformed("non-UTF-8 response head"))?;
     let mut lines = head.split("\r\n");
     let status = parse_status_line(lines.next().unwrap_or(""))?;
-    let (mut length, mut chunked) = (None, false);
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed("a header line without a colon"))?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .parse::<u64>()
-                .map_err(|_| malformed("a bad Content-Length"))?;
-            if length.is_some_and(|m| m != n) {
-                return Err(malformed("conflicting Content-Length headers"));
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().ends_with("chunked");
-        }
-    }
+    let (length, chunked) = framing(lines)?;
     let body = if status == 204 || status == 304 || (100..200).contains(&status) {
         Vec::new()
     } else if chunked {
@@ -563,6 +546,30 @@ fn read_response(
         reader.buf[head_end..].to_vec()
     };
     Ok(ProbeResponse { status, body })
+}
+
+/// How the body is framed, from the header lines: its `Content-Length`, if
+/// any (conflicting ones are malformed), and whether it is chunked.
+fn framing<'a>(lines: impl Iterator<Item = &'a str>) -> Result<(Option<u64>, bool), ProbeError> {
+    let (mut length, mut chunked) = (None, false);
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed("a header line without a colon"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| malformed("a bad Content-Length"))?;
+            if length.is_some_and(|m| m != n) {
+                return Err(malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().ends_with("chunked");
+        }
+    }
+    Ok((length, chunked))
 }
 
 /// `HTTP/1.x SSS[ reason]`.

@@ -666,7 +666,7 @@ fn a_background_check_waits_its_initial_delay_before_its_first_run() {
     health.add_check(check).unwrap();
     let reply = get(server.local_addr(), "/readyz?verbose");
     assert!(
-        reply.text().contains("[-]warm failed: not run yet\n"),
+        reply.text().contains("[-]warm failed: not checked yet\n"),
         "{}",
         reply.text()
     );

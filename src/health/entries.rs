@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::{Health, Item, Kind, Status};
-use crate::check::{Runner, Schedule, Thresholds};
+use crate::check::{Runner, Schedule, Thresholds, NOT_CHECKED};
 use crate::error::{invalid, refused};
 use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, write};
@@ -22,9 +22,6 @@ pub(crate) const MAX_WORKERS: usize = 1024;
 
 /// Longest target or check name, in bytes.
 pub(crate) const MAX_NAME: usize = 64;
-
-/// Why a readiness check that has not run yet fails.
-const NOT_RUN: &str = "not checked yet";
 
 /// Names the built-in entries use; no target or check may take them.
 const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
@@ -100,7 +97,7 @@ impl Entry {
                 Some(Err(reason)) => (Status::Fail, Some(reason), at),
                 // Not run yet, so not known: failing unless the family says otherwise.
                 None if self.kind.family().unknown_passes => (Status::Pass, None, at),
-                None => (Status::Fail, Some(NOT_RUN.to_string()), at),
+                None => (Status::Fail, Some(NOT_CHECKED.to_string()), at),
             },
             EntryState::Background { state, .. } => {
                 let (verdict, ran_at) = lock(state).clone();

@@ -56,7 +56,7 @@ pub(crate) fn passes<'a>(items: impl IntoIterator<Item = &'a Item>) -> bool {
 }
 
 /// The names of the items that fail the verdict, in order.
-fn failing(items: &[Item]) -> Vec<&str> {
+fn names_failing(items: &[Item]) -> Vec<&str> {
     items
         .iter()
         .filter(|i| i.fails())
@@ -70,7 +70,7 @@ impl Report {
     }
 
     pub fn failing(&self) -> Vec<&str> {
-        failing(&self.items)
+        names_failing(&self.items)
     }
 }
 
@@ -88,7 +88,7 @@ impl Health {
             }
             Kind::Liveness => true,
         };
-        Some(own && inner.failing[kind].load(Ordering::SeqCst) == 0)
+        Some(own && inner.failing_count[kind].load(Ordering::SeqCst) == 0)
     }
 
     /// Adds (or takes away) what `entry` contributes to the counters that
@@ -110,7 +110,7 @@ impl Health {
     /// counts in them (a target, or a background check) started failing, or
     /// stopped. They let [`quick`](Self::quick) answer from atomics alone.
     pub(super) fn count_failing(&self, kind: Kind, failing: bool) {
-        let counter = &self.inner.failing[kind];
+        let counter = &self.inner.failing_count[kind];
         if failing {
             counter.fetch_add(1, Ordering::SeqCst);
         } else {
@@ -202,7 +202,10 @@ impl Health {
             .cloned()
             .collect();
         let items = self.items(kind, &entries);
-        failing(&items).into_iter().map(String::from).collect()
+        names_failing(&items)
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -224,7 +227,7 @@ mod tests {
             let on_request = ours.filter(|e| e.state.on_request()).count();
             drop(entries);
             let inner = &health.inner;
-            let counted = inner.failing[kind].load(Ordering::SeqCst);
+            let counted = inner.failing_count[kind].load(Ordering::SeqCst);
             assert_eq!(counted, failing, "{kind:?} failing after {history:?}");
             let counted = inner.on_request[kind].load(Ordering::SeqCst);
             assert_eq!(counted, on_request, "{kind:?} on request after {history:?}");
