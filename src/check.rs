@@ -105,8 +105,7 @@ impl Check {
 
     /// A check whose body is told the time it may take (its
     /// [`timeout`](Check::timeout)), for one that waits on something it can
-    /// bound itself, as a connect does (the ready-made checks of
-    /// [`checks`](crate::checks) are made this way).
+    /// bound itself, as a connect does (the ready-made checks are made this way).
     pub(crate) fn within(
         name: &str,
         check: impl Fn(Duration) -> CheckResult + Send + Sync + 'static,
