@@ -1,6 +1,7 @@
-//! A seeded random sequence for the crate's randomised tests (the parser's
-//! fuzzing, the health state's counters): xorshift64*, the same numbers on
-//! every run for a seed.
+//! A seeded random sequence for the crate's randomised tests of the health
+//! state: xorshift64*, the same numbers on every run for a seed. (The
+//! parser's fuzzing keeps a copy of its own: the parser imports nothing of
+//! the crate, its tests included.)
 
 /// xorshift64*: tiny, deterministic, good enough to explore inputs.
 pub(crate) struct Rng(pub u64);

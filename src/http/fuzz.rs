@@ -3,7 +3,26 @@
 //! line-by-line reading of the grammar says which of them are valid.
 
 use super::*;
-use crate::rng::Rng;
+
+/// xorshift64*: tiny, deterministic, good enough to explore inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
 
 const LIMITS: Limits = Limits {
     max_line: 96,
