@@ -35,7 +35,7 @@ use std::time::Instant;
 
 mod process;
 
-use crate::check::Check;
+use crate::health::Check;
 use crate::probe::{Probe, ProbeError};
 
 /// How much of a limit must stay free for [`descriptors`] to pass.

@@ -5,8 +5,10 @@
 //! - `kind`: the two families (readiness, liveness) and every word each says;
 //! - `entries`: each registered item as the state holds it, and registration
 //!   (names, limits, a name freed once its handles are gone);
-//! - `targets`, `checks`, `workers`: the three kinds of item: targets a
-//!   component flips, checks and their latest results, heartbeats and guards;
+//! - `targets`, `check`, `pulse`: the three kinds of item: targets a
+//!   component flips; checks, their runner and their latest results;
+//!   heartbeats and guards, what they share with the state and their
+//!   registration;
 //! - `verdict`: the one verdict, the reports made of it, and the counters the
 //!   fast path reads;
 //! - `watchers`: who hears of changes (the servers' hooks, systemd's thread);
@@ -18,18 +20,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod background;
-mod checks;
+mod check;
 mod entries;
 mod kind;
+mod pulse;
 mod snapshot;
 mod targets;
 mod verdict;
 mod watchers;
-mod workers;
 
+pub(crate) use self::check::shorten;
+pub use self::check::{Check, CheckResult};
 pub(crate) use self::entries::Holder;
 use self::entries::{Entry, EntryState};
 pub(crate) use self::kind::{Kind, PerKind};
+pub(crate) use self::pulse::{Fate, Pulse};
 pub(crate) use self::snapshot::{Gauge, Snapshot};
 pub use self::targets::{LivenessTarget, Target};
 pub(crate) use self::verdict::{passes, Item, Report, Status};
@@ -201,7 +206,6 @@ impl fmt::Debug for Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::Check;
     use crate::event::{Event, Hook};
     use std::sync::mpsc;
     use std::time::Duration;

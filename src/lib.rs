@@ -117,7 +117,6 @@
 
 mod accept;
 mod address;
-mod check;
 pub mod checks;
 mod conn;
 mod counters;
@@ -129,7 +128,6 @@ mod http;
 mod metrics;
 mod notify;
 mod probe;
-mod pulse;
 mod registry;
 mod render;
 #[cfg(test)]
@@ -142,10 +140,9 @@ mod sync;
 mod worker;
 
 pub use address::Address;
-pub use check::{Check, CheckResult};
 pub use error::Error;
 pub use event::{Event, ItemKind};
-pub use health::{Health, LivenessTarget, Target};
+pub use health::{Check, CheckResult, Health, LivenessTarget, Target};
 pub use probe::{Probe, ProbeError, ProbeErrorKind, ProbeResponse};
 pub use route::{FailureBody, FailureStatus, SuccessStatus};
 pub use server::{Running, Server};

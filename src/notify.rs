@@ -425,7 +425,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     mod linux {
         use super::super::*;
-        use crate::check::Check;
+        use crate::health::Check;
         use crate::sync::lock;
         use std::os::unix::net::UnixDatagram;
         use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! progress, and a [`ThreadGuard`] for a thread that must not die. Both are
 //! liveness entries of a [`Health`]; this file holds their handles and the
 //! panic hook that gives a guard its thread's panic message (the state each
-//! shares with the health state is in `pulse.rs`).
+//! shares with the health state is in `health/pulse.rs`).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -11,10 +11,8 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::Duration;
 
-use crate::check::shorten;
 use crate::error::Error;
-use crate::health::{Health, Holder};
-use crate::pulse::{Fate, Pulse};
+use crate::health::{shorten, Fate, Health, Holder, Pulse};
 
 /// A loop's promise to make progress: [`beat`](Heartbeat::beat) at least once
 /// every period, or liveness fails (`/livez` answers 503, naming it and how

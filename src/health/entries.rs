@@ -7,10 +7,10 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::check::{Runner, Schedule, Thresholds, NOT_CHECKED};
+use super::pulse::{Fate, Pulse};
 use super::{Health, Item, Kind, Status};
-use crate::check::{Runner, Schedule, Thresholds, NOT_CHECKED};
 use crate::error::{invalid, refused};
-use crate::pulse::{Fate, Pulse};
 use crate::sync::{lock, write};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay small).

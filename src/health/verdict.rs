@@ -214,7 +214,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::check::Check;
+    use crate::health::Check;
     use crate::rng::Rng;
 
     /// The counters `quick` reads against the entries they mirror, and

@@ -1,11 +1,15 @@
-//! What a heartbeat and a thread guard share with the health state: when
-//! the last beat came, and why a guarded thread died. The handles that
-//! write them are in `worker.rs`; `health.rs` reads them for its verdicts.
+//! A worker's entries: what a heartbeat and a thread guard share with the
+//! health state (when the last beat came, and why a guarded thread died),
+//! their registration, and a guarded thread's death. The handles that write
+//! them are in `worker.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::{EntryState, Health, Holder, Kind};
+use crate::error::{positive, Error};
+use crate::event::ItemKind;
 use crate::sync::{lock, Wake};
 
 /// What a heartbeat shares with the health state.
@@ -73,5 +77,45 @@ pub(crate) struct Fate {
 impl Fate {
     pub fn reason(&self) -> Option<String> {
         lock(&self.died).clone()
+    }
+}
+
+impl Health {
+    /// Registers a heartbeat, starting the thread that watches heartbeats if
+    /// it is the first.
+    pub(crate) fn add_heartbeat(
+        &self,
+        name: &str,
+        period: Duration,
+    ) -> Result<(Arc<Pulse>, Holder), Error> {
+        positive("a heartbeat's period", period)?;
+        let alarm = self.heartbeat_alarm()?;
+        let pulse = Arc::new(Pulse::new(period, alarm.clone()));
+        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Heartbeat(pulse.clone()));
+        self.register(entry)?;
+        alarm.poke(); // a new deadline to wait for
+        Ok((pulse, holder))
+    }
+
+    /// Registers a thread guard, alive.
+    pub(crate) fn add_guard(&self, name: &str) -> Result<(Arc<Fate>, Holder), Error> {
+        let fate = Arc::new(Fate::default());
+        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Guard(fate.clone()));
+        self.register(entry)?;
+        Ok((fate, holder))
+    }
+
+    /// A guarded thread died: liveness fails, with `reason`, once.
+    pub(crate) fn guard_failed(&self, name: &str, fate: &Fate, reason: String) {
+        {
+            let mut died = lock(&fate.died);
+            if died.is_some() {
+                return;
+            }
+            *died = Some(reason.clone());
+        }
+        self.count_failing(Kind::Liveness, true);
+        self.check_changed(name, ItemKind::Guard, Err(reason));
+        self.changed(Kind::Liveness);
     }
 }
