@@ -385,9 +385,8 @@ impl Thresholds {
 }
 
 impl Health {
-    /// Adds a check that gates readiness. Errors as for
-    /// [`target`](Health::target), and `InvalidInput` for a timeout or
-    /// interval out of bounds.
+    /// Adds a check that gates readiness: on each probe, or in the
+    /// background with [`every`](Check::every).
     ///
     /// # Errors
     ///
@@ -409,7 +408,7 @@ impl Health {
         Ok(self.add_check_of(check, Kind::Liveness)?)
     }
 
-    pub(super) fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
+    fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
         check.validate().map_err(invalid)?;
         let runner = Runner::new(&check);
         let state = match check.schedule {

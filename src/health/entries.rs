@@ -14,14 +14,14 @@ use crate::error::{invalid, refused};
 use crate::sync::{lock, write};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay small).
-pub(crate) const MAX_ENTRIES: usize = 32;
+const MAX_ENTRIES: usize = 32;
 
 /// Most heartbeats and thread guards one [`Health`] holds: a pool of workers
 /// guards each of its threads.
-pub(crate) const MAX_WORKERS: usize = 1024;
+const MAX_WORKERS: usize = 1024;
 
 /// Longest target or check name, in bytes.
-pub(crate) const MAX_NAME: usize = 64;
+const MAX_NAME: usize = 64;
 
 /// Names the built-in entries use; no target or check may take them.
 const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
@@ -51,17 +51,17 @@ impl Entry {
     }
 
     /// Whether every handle to it is gone, so another may take its name.
-    pub(super) fn abandoned(&self) -> bool {
+    fn abandoned(&self) -> bool {
         self.holder
             .as_ref()
             .is_some_and(|holder| holder.strong_count() == 0)
     }
 
     /// Whether it is the entry `holder` holds.
-    pub(super) fn held_by(&self, holder: &Arc<()>) -> bool {
+    fn held_by(&self, holder: &Holder) -> bool {
         self.holder
             .as_ref()
-            .is_some_and(|h| h.ptr_eq(&Arc::downgrade(holder)))
+            .is_some_and(|h| std::ptr::eq(h.as_ptr(), Arc::as_ptr(holder)))
     }
 
     pub(super) fn new(
@@ -80,7 +80,7 @@ impl Entry {
     }
 
     /// Whether it is a worker's (a heartbeat or a guard), limited apart.
-    pub(super) fn is_worker(&self) -> bool {
+    fn is_worker(&self) -> bool {
         matches!(self.state, EntryState::Heartbeat(_) | EntryState::Guard(_))
     }
 
@@ -189,17 +189,17 @@ impl Health {
                 return Err(invalid(format!("at most {limit} {what}")));
             }
             self.count(&entry, true);
-            let old = match at {
-                Some(at) => Some(std::mem::replace(&mut entries[at], entry.clone())),
+            match at {
+                Some(at) => {
+                    let old = std::mem::replace(&mut entries[at], entry.clone());
+                    self.count(&old, false);
+                    Some(old)
+                }
                 None => {
                     entries.push(entry.clone());
                     None
                 }
-            };
-            if let Some(old) = &old {
-                self.count(old, false);
             }
-            old
         };
         self.changed(entry.kind);
         if let Some(old) = replaced.filter(|old| old.kind != entry.kind) {
@@ -230,7 +230,7 @@ impl Health {
     }
 }
 
-pub(super) fn check_name(name: &str) -> io::Result<()> {
+fn check_name(name: &str) -> io::Result<()> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME
         && name

@@ -85,7 +85,7 @@ impl Kind {
 
 /// One value per family.
 #[derive(Debug, Default)]
-pub(crate) struct PerKind<T>(pub [T; 2]);
+pub(crate) struct PerKind<T>([T; 2]);
 
 impl<T> PerKind<T> {
     /// One value per family, made from each kind.

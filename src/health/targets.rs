@@ -62,12 +62,7 @@ impl Health {
         }))
     }
 
-    pub(super) fn add_target(
-        &self,
-        name: &str,
-        kind: Kind,
-        ready: bool,
-    ) -> io::Result<(Arc<Entry>, Holder)> {
+    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<(Arc<Entry>, Holder)> {
         let state = EntryState::Target(AtomicBool::new(ready));
         let (entry, holder) = self.held(name, kind, state);
         self.register(entry.clone())?;

@@ -107,8 +107,9 @@ impl Health {
     }
 
     /// The one place the failing counters change: an entry of `kind` that
-    /// counts in them (a target, or a background check) started failing, or
-    /// stopped. They let [`quick`](Self::quick) answer from atomics alone.
+    /// counts in them (a target, a background check, a guard) started
+    /// failing, or stopped. They let [`quick`](Self::quick) answer from
+    /// atomics alone.
     pub(super) fn count_failing(&self, kind: Kind, failing: bool) {
         let counter = &self.inner.failing_count[kind];
         if failing {
@@ -165,14 +166,14 @@ impl Health {
 
     /// Every item of `kind` as known now: the built-in ones, then `entries`.
     /// Reads only; runs nothing and reports nothing.
-    pub(super) fn items(&self, kind: Kind, entries: &[Arc<Entry>]) -> Vec<Item> {
+    fn items(&self, kind: Kind, entries: &[Arc<Entry>]) -> Vec<Item> {
         let at = now();
         let mut items = self.builtin_items(kind, at);
         items.extend(entries.iter().map(|entry| entry.item(at)));
         items
     }
 
-    pub(super) fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
+    fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
         let item = |name: &str, ok: bool, reason: &str| Item {
             name: name.to_string(),
             status: if ok { Status::Pass } else { Status::Fail },

@@ -66,8 +66,9 @@ impl Health {
     }
 
     /// Wakes every follower of `kind`, then reports a change of overall
-    /// readiness (or liveness) to the hooks once, naming what fails. Serialised by the watchers' lock, so racing flips report the
-    /// final state and never the same state twice.
+    /// readiness (or liveness) to the hooks once, naming what fails.
+    /// Serialised by the watchers' lock, so racing flips report the final
+    /// state and never the same state twice.
     pub(super) fn changed(&self, kind: Kind) {
         let (event, hooks) = {
             let mut watchers = self.watchers();
