@@ -103,8 +103,10 @@ pub enum Event {
         /// The liveness targets and checks that fail.
         failing: Vec<String>,
     },
-    /// A check started failing. The reason goes here, and into response
-    /// bodies only when the server is configured to show reasons.
+    /// A check started failing (after its failure threshold), or a check
+    /// that was not known to pass yet failed its first run. The reason goes
+    /// here, and into response bodies only when the server is configured to
+    /// show reasons.
     #[non_exhaustive]
     CheckFailed {
         /// The check's (heartbeat's, guard's) name.

@@ -34,7 +34,7 @@ pub use self::check::{Check, CheckResult};
 pub(crate) use self::entries::Holder;
 use self::entries::{Entry, EntryState};
 pub(crate) use self::kind::{Kind, PerKind};
-pub(crate) use self::pulse::{Fate, Pulse};
+pub(crate) use self::pulse::Pulse;
 pub(crate) use self::snapshot::{Gauge, Snapshot};
 pub use self::targets::{LivenessTarget, Target};
 pub(crate) use self::verdict::{passes, Item, Report, Status};

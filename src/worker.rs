@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::health::{shorten, Fate, Health, Holder, Pulse};
+use crate::health::{shorten, Health, Holder, Pulse};
 
 /// A loop's promise to make progress: [`beat`](Heartbeat::beat) at least once
 /// every period, or liveness fails (`/livez` answers 503, naming it and how
@@ -142,18 +142,16 @@ impl fmt::Debug for Heartbeat {
 pub struct ThreadGuard {
     health: Health,
     name: String,
-    fate: Arc<Fate>,
     holder: Holder,
     finished: bool,
 }
 
 impl ThreadGuard {
-    fn new(health: Health, name: &str, (fate, holder): (Arc<Fate>, Holder)) -> ThreadGuard {
+    fn new(health: Health, name: &str, holder: Holder) -> ThreadGuard {
         record_panics();
         ThreadGuard {
             health,
             name: name.to_string(),
-            fate,
             holder,
             finished: false,
         }
@@ -186,7 +184,7 @@ impl Drop for ThreadGuard {
         } else {
             "the thread ended without finish()".to_string()
         };
-        self.health.guard_failed(&self.name, &self.fate, reason);
+        self.health.guard_failed(&self.holder, reason);
     }
 }
 

@@ -10,7 +10,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{Entry, EntryState, Health, Inner};
-use crate::date::now;
 use crate::event::ItemKind;
 use crate::sync::{lock, read, Wake};
 
@@ -80,8 +79,10 @@ impl Health {
         thread::Builder::new()
             .name("healthz-checker".into())
             .spawn(move || {
-                let EntryState::Background {
-                    runner, schedule, ..
+                let EntryState::Check {
+                    runner,
+                    schedule: Some(schedule),
+                    ..
                 } = &entry.state
                 else {
                     return;
@@ -95,28 +96,5 @@ impl Health {
                 }
             })
             .map(drop)
-    }
-
-    /// Applies a background result: thresholds, counters, events.
-    pub(super) fn record(&self, entry: &Entry, outcome: Result<(), String>) {
-        let EntryState::Background {
-            schedule, state, ..
-        } = &entry.state
-        else {
-            return;
-        };
-        if outcome.is_err() {
-            entry.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        let flipped = {
-            let mut state = lock(state);
-            state.1 = now();
-            state.0.record(outcome.clone(), schedule)
-        };
-        if flipped {
-            self.count_failing(entry.kind, outcome.is_err());
-            self.check_changed(&entry.name, ItemKind::Check, outcome);
-            self.changed(entry.kind);
-        }
     }
 }

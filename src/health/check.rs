@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Entry, EntryState, Health, Kind};
+use super::{Entry, EntryState, Health, Kind, Status};
 use crate::date::now;
 use crate::error::{chain, invalid, Error, LONGEST};
 use crate::event::ItemKind;
@@ -339,48 +339,66 @@ pub(crate) fn shorten(reason: String) -> String {
     reason
 }
 
-/// The pass/fail state of a background check, with its thresholds applied.
-#[derive(Clone, Debug)]
-pub(crate) struct Thresholds {
+/// A check's results so far and the verdict they make: `failure_threshold`
+/// failures in a row fail it, `success_threshold` successes in a row pass it
+/// again (one of either for a check run by each probe).
+#[derive(Debug)]
+pub(crate) struct Results {
     pub passing: bool,
-    pub failures: u32,
-    pub successes: u32,
-    pub last: Result<(), String>,
+    /// Consecutive failures, and consecutive successes.
+    failures: u32,
+    successes: u32,
+    /// The latest result (`None` before the first), and when it came (or,
+    /// before it, when the check was added).
+    pub last: Option<Result<(), String>>,
+    at: u64,
 }
 
-impl Thresholds {
-    /// Before its first run a readiness check is not passing; a liveness check is.
-    pub fn new(passing: bool) -> Thresholds {
-        Thresholds {
+impl Results {
+    /// No result yet: `passing` as its family takes a check not known to fail.
+    pub fn new(passing: bool) -> Results {
+        Results {
             passing,
             failures: 0,
             successes: 0,
-            last: if passing {
-                Ok(())
-            } else {
-                Err(NOT_CHECKED.to_string())
-            },
+            last: None,
+            at: now(),
         }
     }
 
-    /// Counts one result; true if the check's passing state changed.
-    pub fn record(&mut self, outcome: Result<(), String>, schedule: &Schedule) -> bool {
-        let was = self.passing;
-        if outcome.is_ok() {
+    /// Takes one result; whether it is news: the verdict flipped, or a first
+    /// result tells why a check not known to pass fails.
+    pub fn record(&mut self, outcome: Result<(), String>, schedule: Option<&Schedule>) -> bool {
+        let (fail_after, pass_after) =
+            schedule.map_or((1, 1), |s| (s.failure_threshold, s.success_threshold));
+        let (was, first, failed) = (self.passing, self.last.is_none(), outcome.is_err());
+        if !failed {
             self.successes += 1;
             self.failures = 0;
-            if self.successes >= schedule.success_threshold {
-                self.passing = true;
-            }
+            self.passing |= self.successes >= pass_after;
         } else {
             self.failures += 1;
             self.successes = 0;
-            if self.failures >= schedule.failure_threshold {
-                self.passing = false;
-            }
+            self.passing &= self.failures < fail_after;
         }
-        self.last = outcome;
-        self.passing != was
+        self.last = Some(outcome);
+        self.at = now();
+        self.passing != was || (first && failed && !self.passing)
+    }
+
+    /// Its line in a report: a pass, a pass with failures under the
+    /// threshold (a warning), or a failure; why; and when it was known.
+    pub fn line(&self) -> (Status, Option<String>, u64) {
+        let status = match (self.passing, self.failures) {
+            (false, _) => Status::Fail,
+            (true, 0) => Status::Pass,
+            (true, _) => Status::Warn,
+        };
+        let reason = match &self.last {
+            Some(last) => last.clone().err(),
+            None => (!self.passing).then(|| NOT_CHECKED.to_string()),
+        };
+        (status, reason, self.at)
     }
 }
 
@@ -410,45 +428,37 @@ impl Health {
 
     fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
         check.validate().map_err(invalid)?;
-        let runner = Runner::new(&check);
-        let state = match check.schedule {
-            None => EntryState::OnRequest {
-                runner,
-                last: Mutex::new(None),
-            },
-            // Before its first verdict, a readiness check is not passing; a liveness check is.
-            Some(schedule) => EntryState::Background {
-                runner,
-                schedule,
-                state: Mutex::new((Thresholds::new(kind.family().unknown_passes), now())),
-            },
+        let state = EntryState::Check {
+            runner: Runner::new(&check),
+            schedule: check.schedule,
+            results: Mutex::new(Results::new(kind.family().unknown_passes)),
         };
-        let entry = Arc::new(Entry::new(&check.name, kind, state, None));
-        self.register(entry.clone())?;
-        if matches!(entry.state, EntryState::Background { .. }) {
+        let entry = self.register(&check.name, kind, state, None)?;
+        if check.schedule.is_some() {
             self.spawn_background(entry)?;
         }
         Ok(())
     }
 
-    /// Keeps an on-request check's latest result, and reports a change.
-    pub(super) fn record_on_request(&self, entry: &Entry, outcome: Result<(), String>) {
-        let EntryState::OnRequest { last, .. } = &entry.state else {
+    /// Takes a check's result: its verdict and the counter move together,
+    /// and news is reported once.
+    pub(super) fn record(&self, entry: &Entry, outcome: Result<(), String>) {
+        let EntryState::Check {
+            schedule, results, ..
+        } = &entry.state
+        else {
             return;
         };
         if outcome.is_err() {
             entry.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let changed = {
-            let mut last = lock(last);
-            let passed = last.as_ref().map(Result::is_ok);
-            // A first result is news, except a liveness check passing as it was taken to.
-            let alive_as_assumed = passed.is_none() && entry.kind.family().unknown_passes;
-            let changed = passed != Some(outcome.is_ok()) && !(alive_as_assumed && outcome.is_ok());
-            *last = Some(outcome.clone());
-            changed
+        let news = {
+            let mut results = lock(results);
+            let news = results.record(outcome.clone(), schedule.as_ref());
+            self.mark(entry, !results.passing);
+            news
         };
-        if changed {
+        if news {
             self.check_changed(&entry.name, ItemKind::Check, outcome);
             self.changed(entry.kind);
         }
@@ -459,7 +469,8 @@ impl Health {
     pub(crate) fn unrun(&self, kind: Kind) -> bool {
         read(&self.inner.entries).iter().any(|e| {
             e.kind == kind
-                && matches!(&e.state, EntryState::OnRequest { last, .. } if lock(last).is_none())
+                && e.on_request()
+                && matches!(&e.state, EntryState::Check { results, .. } if lock(results).last.is_none())
         })
     }
 }
@@ -477,29 +488,41 @@ mod tests {
 
     #[test]
     fn failing_needs_failure_threshold_consecutive_failures() {
-        let mut t = Thresholds::new(true);
-        assert!(!t.record(Err("a".into()), &SCHEDULE));
-        assert!(!t.record(Err("b".into()), &SCHEDULE));
-        assert!(!t.record(Ok(()), &SCHEDULE), "a success resets the count");
-        assert!(!t.record(Err("c".into()), &SCHEDULE));
-        assert!(!t.record(Err("d".into()), &SCHEDULE));
+        let mut t = Results::new(true);
+        let s = Some(&SCHEDULE);
+        assert!(!t.record(Err("a".into()), s));
+        assert_eq!(t.line(), (Status::Warn, Some("a".into()), t.at));
+        assert!(!t.record(Err("b".into()), s));
+        assert!(!t.record(Ok(()), s), "a success resets the count");
+        assert!(!t.record(Err("c".into()), s));
+        assert!(!t.record(Err("d".into()), s));
         assert!(t.passing);
-        assert!(t.record(Err("e".into()), &SCHEDULE));
+        assert!(t.record(Err("e".into()), s));
         assert!(!t.passing);
-        assert_eq!(t.last, Err("e".into()));
+        assert_eq!(t.line().1, Some("e".into()));
     }
 
     #[test]
     fn passing_again_needs_success_threshold_consecutive_successes() {
-        let mut t = Thresholds::new(false);
-        assert!(!t.record(Ok(()), &SCHEDULE));
-        assert!(
-            !t.record(Err("x".into()), &SCHEDULE),
-            "a failure resets the count"
-        );
-        assert!(!t.record(Ok(()), &SCHEDULE));
-        assert!(t.record(Ok(()), &SCHEDULE));
+        let mut t = Results::new(false);
+        let s = Some(&SCHEDULE);
+        assert_eq!(t.line().1.as_deref(), Some(NOT_CHECKED));
+        assert!(!t.record(Ok(()), s));
+        assert!(!t.record(Err("x".into()), s), "a failure resets the count");
+        assert!(!t.record(Ok(()), s));
+        assert!(t.record(Ok(()), s));
         assert!(t.passing);
+    }
+
+    #[test]
+    fn a_check_run_by_each_probe_follows_its_last_result_and_a_first_failure_is_news() {
+        let mut t = Results::new(false);
+        assert!(t.record(Err("down".into()), None), "why it fails is news");
+        assert!(!t.record(Err("down".into()), None));
+        assert!(t.record(Ok(()), None));
+        let mut alive = Results::new(true);
+        assert!(!alive.record(Ok(()), None), "passing, as assumed");
+        assert!(alive.record(Err("stuck".into()), None));
     }
 
     #[test]

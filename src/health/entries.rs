@@ -7,11 +7,11 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::check::{Runner, Schedule, Thresholds, NOT_CHECKED};
-use super::pulse::{Fate, Pulse};
+use super::check::{Results, Runner, Schedule};
+use super::pulse::Pulse;
 use super::{Health, Item, Kind, Status};
 use crate::error::{invalid, refused};
-use crate::sync::{lock, write};
+use crate::sync::{lock, read, write};
 
 /// Most targets and checks one [`Health`] holds (so bodies stay small).
 const MAX_ENTRIES: usize = 32;
@@ -30,23 +30,49 @@ pub(super) struct Entry {
     pub(super) name: String,
     pub(super) kind: Kind,
     pub(super) state: EntryState,
+    /// Whether it fails now, as the fast path counts it: a target not
+    /// ready, a check not passing, a guard whose thread died. Written only
+    /// by [`Health::mark`], which moves the counter with it.
+    pub(super) failing: AtomicBool,
     /// Runs of a check that failed (timeouts and panics included).
     pub(super) failures: AtomicU64,
     /// For an entry a user holds a handle to (a target, heartbeat or guard):
     /// alive while a handle is. Once every handle is gone, its name can be
     /// taken again (a restarted worker, a component started anew).
-    pub(super) holder: Option<Weak<()>>,
+    holder: Option<Weak<()>>,
+}
+
+pub(super) enum EntryState {
+    /// A flag a component flips: its truth is the entry's `failing`.
+    Target,
+    Heartbeat(Arc<Pulse>),
+    /// Why the guarded thread died, once it has.
+    Guard(Mutex<Option<String>>),
+    /// A check: run by each probe (`schedule` is `None`) or in the
+    /// background, and its results so far.
+    Check {
+        runner: Arc<Runner>,
+        schedule: Option<Schedule>,
+        results: Mutex<Results>,
+    },
 }
 
 impl Entry {
-    /// Whether it counts in the failing counters now: a target not ready, a
-    /// background check not passing, a guard whose thread died.
-    pub(super) fn counts_failing(&self) -> bool {
-        match &self.state {
-            EntryState::Target(ready) => !ready.load(Ordering::SeqCst),
-            EntryState::Background { state, .. } => !lock(state).0.passing,
-            EntryState::Guard(fate) => fate.reason().is_some(),
-            EntryState::OnRequest { .. } | EntryState::Heartbeat(_) => false,
+    /// A new entry; `holder` is its handles' (see [`Holder`]).
+    pub(super) fn new(name: &str, kind: Kind, state: EntryState, holder: Option<&Holder>) -> Entry {
+        // A target starts as its family does; a check as its results say.
+        let failing = match &state {
+            EntryState::Target => !kind.family().holds_at_first,
+            EntryState::Check { results, .. } => !lock(results).passing,
+            EntryState::Heartbeat(_) | EntryState::Guard(_) => false,
+        };
+        Entry {
+            name: name.to_string(),
+            kind,
+            state,
+            failing: AtomicBool::new(failing),
+            failures: AtomicU64::new(0),
+            holder: holder.map(Arc::downgrade),
         }
     }
 
@@ -64,58 +90,35 @@ impl Entry {
             .is_some_and(|h| std::ptr::eq(h.as_ptr(), Arc::as_ptr(holder)))
     }
 
-    pub(super) fn new(
-        name: &str,
-        kind: Kind,
-        state: EntryState,
-        holder: Option<Weak<()>>,
-    ) -> Entry {
-        Entry {
-            name: name.to_string(),
-            kind,
-            state,
-            failures: AtomicU64::new(0),
-            holder,
-        }
-    }
-
     /// Whether it is a worker's (a heartbeat or a guard), limited apart.
     fn is_worker(&self) -> bool {
         matches!(self.state, EntryState::Heartbeat(_) | EntryState::Guard(_))
     }
 
+    /// Whether a probe must evaluate it rather than read the counters: a
+    /// check run by each probe, and a heartbeat, which time fails.
+    pub(super) fn on_request(&self) -> bool {
+        matches!(
+            self.state,
+            EntryState::Check { schedule: None, .. } | EntryState::Heartbeat(_)
+        )
+    }
+
     /// This entry's line in a report, from its latest known result.
     pub(super) fn item(&self, at: u64) -> Item {
+        let failed = |reason: Option<String>| match reason {
+            Some(reason) => (Status::Fail, Some(reason), at),
+            None => (Status::Pass, None, at),
+        };
         let (status, reason, at) = match &self.state {
-            EntryState::Target(ready) => {
-                let ok = ready.load(Ordering::SeqCst);
-                let status = if ok { Status::Pass } else { Status::Fail };
-                (status, (!ok).then(|| "not ready".to_string()), at)
-            }
-            EntryState::OnRequest { last, .. } => match lock(last).clone() {
-                Some(Ok(())) => (Status::Pass, None, at),
-                Some(Err(reason)) => (Status::Fail, Some(reason), at),
-                // Not run yet, so not known: failing unless the family says otherwise.
-                None if self.kind.family().unknown_passes => (Status::Pass, None, at),
-                None => (Status::Fail, Some(NOT_CHECKED.to_string()), at),
-            },
-            EntryState::Background { state, .. } => {
-                let (verdict, ran_at) = lock(state).clone();
-                let status = match (verdict.passing, verdict.failures) {
-                    (false, _) => Status::Fail,
-                    (true, 0) => Status::Pass,
-                    (true, _) => Status::Warn,
-                };
-                (status, verdict.last.err(), ran_at)
-            }
-            EntryState::Heartbeat(pulse) => match pulse.overdue_reason() {
-                Some(reason) => (Status::Fail, Some(reason), at),
-                None => (Status::Pass, None, at),
-            },
-            EntryState::Guard(fate) => match fate.reason() {
-                Some(reason) => (Status::Fail, Some(reason), at),
-                None => (Status::Pass, None, at),
-            },
+            EntryState::Target => failed(
+                self.failing
+                    .load(Ordering::SeqCst)
+                    .then(|| "not ready".into()),
+            ),
+            EntryState::Check { results, .. } => lock(results).line(),
+            EntryState::Heartbeat(pulse) => failed(pulse.overdue_reason()),
+            EntryState::Guard(died) => failed(lock(died).clone()),
         };
         Item {
             name: self.name.clone(),
@@ -129,34 +132,6 @@ impl Entry {
     }
 }
 
-impl EntryState {
-    /// Whether a probe must evaluate it rather than read the failing counters.
-    pub(super) fn on_request(&self) -> bool {
-        matches!(
-            self,
-            EntryState::OnRequest { .. } | EntryState::Heartbeat(_)
-        )
-    }
-}
-
-pub(super) enum EntryState {
-    Target(AtomicBool),
-    Heartbeat(Arc<Pulse>),
-    Guard(Arc<Fate>),
-    OnRequest {
-        runner: Arc<Runner>,
-        /// The last result (`None` before the first run), for `is_ready`
-        /// and for reporting changes once.
-        last: Mutex<Option<Result<(), String>>>,
-    },
-    Background {
-        runner: Arc<Runner>,
-        schedule: Schedule,
-        /// The verdict so far, and when the last run ended.
-        state: Mutex<(Thresholds, u64)>,
-    },
-}
-
 /// What a user's handle holds while it lives: once every clone is gone, the
 /// entry is abandoned and its name free to take again.
 pub(crate) type Holder = Arc<()>;
@@ -164,8 +139,15 @@ pub(crate) type Holder = Arc<()>;
 impl Health {
     /// Adds `entry`, or puts it in the place of an abandoned entry of the
     /// same name (a restarted worker's), keeping the counters in step.
-    pub(super) fn register(&self, entry: Arc<Entry>) -> io::Result<()> {
-        check_name(&entry.name)?;
+    pub(super) fn register(
+        &self,
+        name: &str,
+        kind: Kind,
+        state: EntryState,
+        holder: Option<&Holder>,
+    ) -> io::Result<Arc<Entry>> {
+        check_name(name)?;
+        let entry = Arc::new(Entry::new(name, kind, state, holder));
         let replaced = {
             let mut entries = write(&self.inner.entries);
             let at = entries.iter().position(|e| e.name == entry.name);
@@ -205,14 +187,27 @@ impl Health {
         if let Some(old) = replaced.filter(|old| old.kind != entry.kind) {
             self.changed(old.kind);
         }
-        Ok(())
+        Ok(entry)
     }
 
-    /// An entry a user's handle holds, and that handle's holder.
-    pub(super) fn held(&self, name: &str, kind: Kind, state: EntryState) -> (Arc<Entry>, Holder) {
+    /// Registers an entry a user's handle holds, and gives that holder.
+    pub(super) fn register_held(
+        &self,
+        name: &str,
+        kind: Kind,
+        state: EntryState,
+    ) -> io::Result<(Arc<Entry>, Holder)> {
         let holder = Holder::default();
-        let entry = Entry::new(name, kind, state, Some(Arc::downgrade(&holder)));
-        (Arc::new(entry), holder)
+        let entry = self.register(name, kind, state, Some(&holder))?;
+        Ok((entry, holder))
+    }
+
+    /// The entry `holder` holds, while it is registered.
+    pub(super) fn held_by(&self, holder: &Holder) -> Option<Arc<Entry>> {
+        read(&self.inner.entries)
+            .iter()
+            .find(|e| e.held_by(holder))
+            .cloned()
     }
 
     /// Unregisters the heartbeat or guard `holder` holds, which ended on purpose.

@@ -67,19 +67,6 @@ impl Pulse {
     }
 }
 
-/// What a thread guard shares with the health state: why its thread died,
-/// once it has.
-#[derive(Debug, Default)]
-pub(crate) struct Fate {
-    pub died: Mutex<Option<String>>,
-}
-
-impl Fate {
-    pub fn reason(&self) -> Option<String> {
-        lock(&self.died).clone()
-    }
-}
-
 impl Health {
     /// Registers a heartbeat, starting the thread that watches heartbeats if
     /// it is the first.
@@ -91,31 +78,32 @@ impl Health {
         positive("a heartbeat's period", period)?;
         let alarm = self.heartbeat_alarm()?;
         let pulse = Arc::new(Pulse::new(period, alarm.clone()));
-        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Heartbeat(pulse.clone()));
-        self.register(entry)?;
+        let state = EntryState::Heartbeat(pulse.clone());
+        let (_, holder) = self.register_held(name, Kind::Liveness, state)?;
         alarm.poke(); // a new deadline to wait for
         Ok((pulse, holder))
     }
 
     /// Registers a thread guard, alive.
-    pub(crate) fn add_guard(&self, name: &str) -> Result<(Arc<Fate>, Holder), Error> {
-        let fate = Arc::new(Fate::default());
-        let (entry, holder) = self.held(name, Kind::Liveness, EntryState::Guard(fate.clone()));
-        self.register(entry)?;
-        Ok((fate, holder))
+    pub(crate) fn add_guard(&self, name: &str) -> Result<Holder, Error> {
+        let state = EntryState::Guard(Mutex::default());
+        Ok(self.register_held(name, Kind::Liveness, state)?.1)
     }
 
-    /// A guarded thread died: liveness fails, with `reason`, once.
-    pub(crate) fn guard_failed(&self, name: &str, fate: &Fate, reason: String) {
-        {
-            let mut died = lock(&fate.died);
-            if died.is_some() {
-                return;
-            }
-            *died = Some(reason.clone());
+    /// The thread `holder`'s guard guards died: liveness fails, with
+    /// `reason`, once.
+    pub(crate) fn guard_failed(&self, holder: &Holder, reason: String) {
+        let Some(entry) = self.held_by(holder) else {
+            return;
+        };
+        let EntryState::Guard(died) = &entry.state else {
+            return;
+        };
+        if lock(died).replace(reason.clone()).is_some() {
+            return;
         }
-        self.count_failing(Kind::Liveness, true);
-        self.check_changed(name, ItemKind::Guard, Err(reason));
+        self.mark(&entry, true);
+        self.check_changed(&entry.name, ItemKind::Guard, Err(reason));
         self.changed(Kind::Liveness);
     }
 }

@@ -52,12 +52,11 @@ impl Health {
                     .iter()
                     .find(|e| e.kind == kind && e.name == item.name);
                 let check = entry.and_then(|entry| match &entry.state {
-                    EntryState::Target(_) | EntryState::Heartbeat(_) | EntryState::Guard(_) => None,
-                    EntryState::OnRequest { runner, .. }
-                    | EntryState::Background { runner, .. } => Some((
+                    EntryState::Check { runner, .. } => Some((
                         runner.last_duration(),
                         entry.failures.load(Ordering::Relaxed),
                     )),
+                    _ => None,
                 });
                 snapshot.gauges.push(Gauge {
                     kind,

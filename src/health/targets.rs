@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Entry, EntryState, Health, Holder, Kind};
@@ -26,12 +26,7 @@ impl Health {
     /// The error's [`kind`](Error::kind) is `InvalidInput` for an invalid
     /// name or one too many, `AlreadyExists` for a name taken.
     pub fn target(&self, name: &str) -> Result<Target, Error> {
-        let (entry, holder) = self.add_target(name, Kind::Readiness, false)?;
-        Ok(Target(Flag {
-            health: self.clone(),
-            entry,
-            _holder: holder,
-        }))
+        Ok(Target(self.flag(name, Kind::Readiness)?))
     }
 
     /// Registers a liveness target called `name`, **alive** until the
@@ -54,19 +49,17 @@ impl Health {
     /// As for [`target`](Health::target): `InvalidInput` for an invalid name or
     /// one too many, `AlreadyExists` for a name taken.
     pub fn liveness_target(&self, name: &str) -> Result<LivenessTarget, Error> {
-        let (entry, holder) = self.add_target(name, Kind::Liveness, true)?;
-        Ok(LivenessTarget(Flag {
+        Ok(LivenessTarget(self.flag(name, Kind::Liveness)?))
+    }
+
+    /// Registers a target of `kind`, starting as its family does.
+    fn flag(&self, name: &str, kind: Kind) -> io::Result<Flag> {
+        let (entry, holder) = self.register_held(name, kind, EntryState::Target)?;
+        Ok(Flag {
             health: self.clone(),
             entry,
             _holder: holder,
-        }))
-    }
-
-    fn add_target(&self, name: &str, kind: Kind, ready: bool) -> io::Result<(Arc<Entry>, Holder)> {
-        let state = EntryState::Target(AtomicBool::new(ready));
-        let (entry, holder) = self.held(name, kind, state);
-        self.register(entry.clone())?;
-        Ok((entry, holder))
+        })
     }
 }
 
@@ -206,17 +199,12 @@ pub(super) struct Flag {
 
 impl Flag {
     pub(super) fn set(&self, on: bool) {
-        let EntryState::Target(flag) = &self.entry.state else {
-            return;
-        };
-        if flag.swap(on, Ordering::SeqCst) == on {
-            return;
+        if self.health.mark(&self.entry, !on) {
+            self.health.changed(self.entry.kind);
         }
-        self.health.count_failing(self.entry.kind, !on);
-        self.health.changed(self.entry.kind);
     }
 
     fn get(&self) -> bool {
-        matches!(&self.entry.state, EntryState::Target(flag) if flag.load(Ordering::SeqCst))
+        !self.entry.failing.load(Ordering::SeqCst)
     }
 }

@@ -4,7 +4,7 @@
 //! answers from counters when nothing has to run, and `count` is the one
 //! place those counters follow the entries.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{Entry, EntryState, Health, Kind};
@@ -91,31 +91,23 @@ impl Health {
         Some(own && inner.failing_count[kind].load(Ordering::SeqCst) == 0)
     }
 
-    /// Adds (or takes away) what `entry` contributes to the counters that
-    /// [`quick`](Self::quick) reads.
-    pub(super) fn count(&self, entry: &Entry, add: bool) {
-        if entry.counts_failing() {
-            self.count_failing(entry.kind, add);
+    /// The one place an entry's verdict changes: its `failing` flag and the
+    /// fast path's counter move together. Whether it flipped.
+    pub(super) fn mark(&self, entry: &Entry, failing: bool) -> bool {
+        let flipped = entry.failing.swap(failing, Ordering::SeqCst) != failing;
+        if flipped {
+            add(&self.inner.failing_count[entry.kind], failing);
         }
-        if entry.state.on_request() {
-            let counter = &self.inner.on_request[entry.kind];
-            match add {
-                true => counter.fetch_add(1, Ordering::SeqCst),
-                false => counter.fetch_sub(1, Ordering::SeqCst),
-            };
-        }
+        flipped
     }
 
-    /// The one place the failing counters change: an entry of `kind` that
-    /// counts in them (a target, a background check, a guard) started
-    /// failing, or stopped. They let [`quick`](Self::quick) answer from
-    /// atomics alone.
-    pub(super) fn count_failing(&self, kind: Kind, failing: bool) {
-        let counter = &self.inner.failing_count[kind];
-        if failing {
-            counter.fetch_add(1, Ordering::SeqCst);
-        } else {
-            counter.fetch_sub(1, Ordering::SeqCst);
+    /// Keeps the counters in step with `entry` being added or taken away.
+    pub(super) fn count(&self, entry: &Entry, added: bool) {
+        if entry.failing.load(Ordering::SeqCst) {
+            add(&self.inner.failing_count[entry.kind], added);
+        }
+        if entry.on_request() {
+            add(&self.inner.on_request[entry.kind], added);
         }
     }
 
@@ -140,13 +132,17 @@ impl Health {
             .iter()
             .filter(|e| !exclude.contains(&e.name.as_str()))
             .filter_map(|e| match &e.state {
-                EntryState::OnRequest { runner, .. } => Some((e, runner, runner.start())),
+                EntryState::Check {
+                    runner,
+                    schedule: None,
+                    ..
+                } => Some((e, runner, runner.start())),
                 _ => None,
             })
             .collect();
         for (entry, runner, ticket) in started {
             let outcome = ticket.and_then(|ticket| runner.wait(ticket));
-            self.record_on_request(entry, outcome);
+            self.record(entry, outcome);
         }
         let mut items = self.items(kind, &entries);
         items.retain(|i| wanted(&i.name));
@@ -210,6 +206,14 @@ impl Health {
     }
 }
 
+/// Counts one more, or one fewer.
+fn add(counter: &AtomicUsize, one_more: bool) {
+    match one_more {
+        true => counter.fetch_add(1, Ordering::SeqCst),
+        false => counter.fetch_sub(1, Ordering::SeqCst),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -224,8 +228,21 @@ mod tests {
         for kind in Kind::ALL {
             let entries = read(&health.inner.entries);
             let ours = entries.iter().filter(|e| e.kind == kind);
-            let failing = ours.clone().filter(|e| e.counts_failing()).count();
-            let on_request = ours.filter(|e| e.state.on_request()).count();
+            for entry in ours.clone() {
+                let fails = entry.item(0).status == Status::Fail;
+                let worker = matches!(entry.state, EntryState::Heartbeat(_));
+                let marked = entry.failing.load(Ordering::SeqCst);
+                assert!(
+                    worker || marked == fails,
+                    "{} after {history:?}",
+                    entry.name
+                );
+            }
+            let failing = ours
+                .clone()
+                .filter(|e| e.failing.load(Ordering::SeqCst))
+                .count();
+            let on_request = ours.filter(|e| e.on_request()).count();
             drop(entries);
             let inner = &health.inner;
             let counted = inner.failing_count[kind].load(Ordering::SeqCst);
@@ -241,9 +258,15 @@ mod tests {
 
     /// A background check that never runs by itself here: the test records
     /// its results.
-    fn background(name: &str) -> Check {
+    /// A check that never runs by itself: in the background an hour from
+    /// now, or (`on_request`) when a probe asks, which this test never does.
+    fn check(name: &str, on_request: bool) -> Check {
         let hour = Duration::from_secs(3600);
-        Check::new(name, || Ok(())).every(hour).initial_delay(hour)
+        let check = Check::new(name, || Ok(()));
+        match on_request {
+            true => check,
+            false => check.every(hour).initial_delay(hour),
+        }
     }
 
     #[test]
@@ -269,14 +292,16 @@ mod tests {
                         targets[at].set(rng.coin());
                     }
                     3 => match kind {
-                        Kind::Readiness => health.add_check(background(&name)).unwrap(),
-                        Kind::Liveness => health.add_liveness_check(background(&name)).unwrap(),
+                        Kind::Readiness => health.add_check(check(&name, rng.coin())).unwrap(),
+                        Kind::Liveness => {
+                            health.add_liveness_check(check(&name, rng.coin())).unwrap()
+                        }
                     },
                     4 => {
                         let entries = read(&health.inner.entries).clone();
                         let checks: Vec<_> = entries
                             .iter()
-                            .filter(|e| matches!(e.state, EntryState::Background { .. }))
+                            .filter(|e| matches!(e.state, EntryState::Check { .. }))
                             .collect();
                         if !checks.is_empty() {
                             let outcome = if rng.coin() { Ok(()) } else { Err("no".into()) };
