@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::check::{Results, Runner, Schedule};
+use super::kind::Builtin;
 use super::pulse::Pulse;
 use super::{Health, Item, Kind, Status};
 use crate::error::{invalid, refused};
@@ -22,9 +23,6 @@ const MAX_WORKERS: usize = 1024;
 
 /// Longest target or check name, in bytes.
 const MAX_NAME: usize = 64;
-
-/// Names the built-in entries use; no target or check may take them.
-const RESERVED: [&str; 3] = ["ready", "shutdown", "ping"];
 
 pub(super) struct Entry {
     pub(super) name: String,
@@ -236,7 +234,7 @@ fn check_name(name: &str) -> io::Result<()> {
             "invalid name `{name}`: use 1 to {MAX_NAME} letters, digits, `.`, `_` or `-`"
         )));
     }
-    if RESERVED.contains(&name) {
+    if Builtin::ALL.iter().any(|b| b.words().0 == name) {
         return Err(refused(
             io::ErrorKind::AlreadyExists,
             format!("`{name}` is a built-in name"),

@@ -1,10 +1,12 @@
 //! The two families of health, readiness and liveness, and every word each
 //! says, in one table: the paths it answers on, its label and gauge in
-//! `/metrics`, the body of a failing probe, and how it starts. Adding a
-//! family is a row here (and a `match` arm wherever the compiler asks for
-//! one). [`PerKind`] is the only place a kind is used as a number.
+//! `/metrics`, the body of a failing probe, how it starts, its built-in
+//! items and the event its flips make. Adding a family is a row here (and
+//! a `match` arm wherever the compiler asks for one). [`PerKind`] is the only place a kind is used as a number.
 
 use std::ops::{Index, IndexMut};
+
+use crate::event::Event;
 
 /// Readiness or liveness: which family an item gates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,35 @@ pub(crate) struct Family {
     /// Whether a check that has no result yet counts as passing (for
     /// readiness, not known to pass is failing).
     pub unknown_passes: bool,
+    /// Its built-in items, first in its reports.
+    pub builtins: &'static [Builtin],
+    /// The event that tells its verdict flipped, and what fails.
+    pub event: fn(bool, Vec<String>) -> Event,
+}
+
+/// An item every report of a family lists before the registered ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    /// `ready`: the service's own flag.
+    Flag,
+    /// `shutdown`: not draining.
+    Drain,
+    /// `ping`: the process answers, so it passes.
+    Ping,
+}
+
+impl Builtin {
+    /// Every built-in item: their names are taken.
+    pub const ALL: [Builtin; 3] = [Builtin::Flag, Builtin::Drain, Builtin::Ping];
+
+    /// Its name, and why it fails when it does.
+    pub fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Builtin::Flag => ("ready", "the service has not said it is ready"),
+            Builtin::Drain => ("shutdown", "draining before shutdown"),
+            Builtin::Ping => ("ping", ""),
+        }
+    }
 }
 
 static FAMILIES: PerKind<Family> = PerKind([
@@ -41,6 +72,8 @@ static FAMILIES: PerKind<Family> = PerKind([
         gauge_help: "Whether the service is ready (1) or not (0), as /readyz would answer now.",
         holds_at_first: false,
         unknown_passes: false,
+        builtins: &[Builtin::Flag, Builtin::Drain],
+        event: |ready, failing| Event::ReadinessChanged { ready, failing },
     },
     Family {
         paths: &["livez"],
@@ -49,6 +82,8 @@ static FAMILIES: PerKind<Family> = PerKind([
         gauge_help: "Whether the service is alive (1) or not (0), as /livez would answer now.",
         holds_at_first: true,
         unknown_passes: true,
+        builtins: &[Builtin::Ping],
+        event: |alive, failing| Event::LivenessChanged { alive, failing },
     },
 ]);
 
@@ -85,7 +120,7 @@ impl Kind {
 
 /// One value per family.
 #[derive(Debug, Default)]
-pub(crate) struct PerKind<T>([T; 2]);
+pub(crate) struct PerKind<T>([T; Kind::ALL.len()]);
 
 impl<T> PerKind<T> {
     /// One value per family, made from each kind.

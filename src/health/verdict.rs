@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::kind::Builtin;
 use super::{Entry, EntryState, Health, Kind};
 use crate::date::now;
 use crate::sync::read;
@@ -82,12 +83,7 @@ impl Health {
         if inner.on_request[kind].load(Ordering::SeqCst) > 0 {
             return None;
         }
-        let own = match kind {
-            Kind::Readiness => {
-                inner.ready.load(Ordering::SeqCst) && !inner.draining.load(Ordering::SeqCst)
-            }
-            Kind::Liveness => true,
-        };
+        let own = kind.family().builtins.iter().all(|b| self.holds(*b));
         Some(own && inner.failing_count[kind].load(Ordering::SeqCst) == 0)
     }
 
@@ -170,24 +166,26 @@ impl Health {
     }
 
     fn builtin_items(&self, kind: Kind, at: u64) -> Vec<Item> {
-        let item = |name: &str, ok: bool, reason: &str| Item {
-            name: name.to_string(),
-            status: if ok { Status::Pass } else { Status::Fail },
-            reason: (!ok).then(|| reason.to_string()),
-            shown: false,
-            excluded: false,
-            at,
+        let item = |builtin: &Builtin| {
+            let ((name, why), ok) = (builtin.words(), self.holds(*builtin));
+            Item {
+                name: name.to_string(),
+                status: if ok { Status::Pass } else { Status::Fail },
+                reason: (!ok).then(|| why.to_string()),
+                shown: false,
+                excluded: false,
+                at,
+            }
         };
-        match kind {
-            Kind::Readiness => vec![
-                item(
-                    "ready",
-                    self.inner.ready.load(Ordering::SeqCst),
-                    "the service has not said it is ready",
-                ),
-                item("shutdown", !self.is_draining(), "draining before shutdown"),
-            ],
-            Kind::Liveness => vec![item("ping", true, "")],
+        kind.family().builtins.iter().map(item).collect()
+    }
+
+    /// Whether a built-in item holds now.
+    fn holds(&self, builtin: Builtin) -> bool {
+        match builtin {
+            Builtin::Flag => self.inner.ready.load(Ordering::SeqCst),
+            Builtin::Drain => !self.is_draining(),
+            Builtin::Ping => true,
         }
     }
 

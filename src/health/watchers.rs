@@ -81,16 +81,7 @@ impl Health {
                 return;
             }
             watchers.reported[kind] = healthy;
-            let event = match kind {
-                Kind::Readiness => Event::ReadinessChanged {
-                    ready: healthy,
-                    failing,
-                },
-                Kind::Liveness => Event::LivenessChanged {
-                    alive: healthy,
-                    failing,
-                },
-            };
+            let event = (kind.family().event)(healthy, failing);
             let hooks: Vec<Hook> = watchers
                 .hooks
                 .iter()
