@@ -114,6 +114,22 @@ impl Config {
     }
 }
 
+/// The builder methods that each set one field of the server's
+/// configuration (checked when the server binds), written once:
+/// `name(argument: Type) => field.path = value;` under its docs.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use = "the builder returns the configured server: chain it, then bind"]
+            pub fn $name(mut self, $arg: $ty) -> Server {
+                self.config.$($field).+ = $value;
+                self
+            }
+        )*
+    };
+}
+
 impl Server {
     /// A server for `health`, with the default limits.
     pub fn new(health: Health) -> Server {
@@ -137,287 +153,201 @@ impl Server {
         self
     }
 
-    /// Time allowed to receive a whole request head, counted from its first byte
-    /// (or from the connection's accept, for its first request), however it
-    /// trickles in. Default 10 s. Past it the client gets 408 and is closed.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn request_timeout(mut self, timeout: Duration) -> Server {
-        self.config.conn.request_timeout = timeout;
-        self
-    }
+    setters! {
+        /// Time allowed to receive a whole request head, counted from its first byte
+        /// (or from the connection's accept, for its first request), however it
+        /// trickles in. Default 10 s. Past it the client gets 408 and is closed.
+        request_timeout(timeout: Duration) => conn.request_timeout = timeout;
 
-    /// Time a kept-alive connection may sit idle between requests. Default 30 s.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn idle_timeout(mut self, timeout: Duration) -> Server {
-        self.config.conn.idle_timeout = timeout;
-        self
-    }
+        /// Time a kept-alive connection may sit idle between requests. Default 30 s.
+        idle_timeout(timeout: Duration) => conn.idle_timeout = timeout;
 
-    /// Time allowed for writing one batch of responses to a client that does not
-    /// read. Default 10 s.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn write_timeout(mut self, timeout: Duration) -> Server {
-        self.config.conn.write_timeout = timeout;
-        self
-    }
+        /// Time allowed for writing one batch of responses to a client that does not
+        /// read. Default 10 s.
+        write_timeout(timeout: Duration) => conn.write_timeout = timeout;
 
-    /// How long shutdown waits for in-flight requests before closing them by
-    /// force and returning an error. Default 5 s, as Dapr's health server.
-    ///
-    /// Zero means "do not wait for requests in flight": they are cut at once.
-    /// The server's own threads (in `accept`, or on idle connections) still get
-    /// a moment (250 ms at most) to leave, so a shutdown with nothing in flight
-    /// returns `Ok` and has joined every thread, whatever the timeout.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
-        self.config.shutdown_timeout = timeout;
-        self
-    }
+        /// How long shutdown waits for in-flight requests before closing them by
+        /// force and returning an error. Default 5 s, as Dapr's health server.
+        ///
+        /// Zero means "do not wait for requests in flight": they are cut at once.
+        /// The server's own threads (in `accept`, or on idle connections) still get
+        /// a moment (250 ms at most) to leave, so a shutdown with nothing in flight
+        /// returns `Ok` and has joined every thread, whatever the timeout.
+        shutdown_timeout(timeout: Duration) => shutdown_timeout = timeout;
 
-    /// Most connections served at once, each on its own thread. Default 1024.
-    ///
-    /// At the cap, a new connection is always taken, and the connection that
-    /// has waited longest on its client is closed to make room: idle
-    /// keep-alive connections and connections trickling in a request first;
-    /// a connection being answered only if every connection is, and then the
-    /// one whose client has not read its answer for longest. So a fresh probe
-    /// is answered however many idle, slow or hostile clients hold connections.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_connections(mut self, max: usize) -> Server {
-        self.config.max_connections = max;
-        self
-    }
+        /// Most connections served at once, each on its own thread. Default 1024.
+        ///
+        /// At the cap, a new connection is always taken, and the connection that
+        /// has waited longest on its client is closed to make room: idle
+        /// keep-alive connections and connections trickling in a request first;
+        /// a connection being answered only if every connection is, and then the
+        /// one whose client has not read its answer for longest. So a fresh probe
+        /// is answered however many idle, slow or hostile clients hold connections.
+        max_connections(max: usize) => max_connections = max;
 
-    /// Requests served on one connection before it is closed. Default 10 000.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_requests_per_connection(mut self, max: u64) -> Server {
-        self.config.conn.max_requests = max;
-        self
-    }
+        /// Requests served on one connection before it is closed. Default 10 000.
+        max_requests_per_connection(max: u64) => conn.max_requests = max;
 
-    /// Largest request body read (and discarded); larger ones get 413 and a
-    /// close. Default 64 KiB.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_body(mut self, bytes: u64) -> Server {
-        self.config.conn.max_body = bytes;
-        self
-    }
+        /// Largest request body read (and discarded); larger ones get 413 and a
+        /// close. Default 64 KiB.
+        max_body(bytes: u64) => conn.max_body = bytes;
 
-    /// Longest request line; longer gets 414. Default 4 KiB.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_request_line(mut self, bytes: usize) -> Server {
-        self.config.conn.head.max_line = bytes;
-        self
-    }
+        /// Longest request line; longer gets 414. Default 4 KiB.
+        max_request_line(bytes: usize) => conn.head.max_line = bytes;
 
-    /// Longest request head (request line and headers); longer gets 431. It
-    /// also bounds each connection's receive buffer, which starts at 1 KiB and
-    /// grows only for a head that needs it. Default 8 KiB, at most 1 MiB.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_request_head(mut self, bytes: usize) -> Server {
-        self.config.conn.head.max_head = bytes;
-        self
-    }
+        /// Longest request head (request line and headers); longer gets 431. It
+        /// also bounds each connection's receive buffer, which starts at 1 KiB and
+        /// grows only for a head that needs it. Default 8 KiB, at most 1 MiB.
+        max_request_head(bytes: usize) => conn.head.max_head = bytes;
 
-    /// Most header fields in a request; more gets 431. Default 64.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn max_headers(mut self, count: usize) -> Server {
-        self.config.conn.head.max_headers = count;
-        self
-    }
+        /// Most header fields in a request; more gets 431. Default 64.
+        max_headers(count: usize) => conn.head.max_headers = count;
 
-    /// Serves the endpoints under `prefix`: `.path_prefix("/v1.0")` answers
-    /// `/v1.0/healthz`, `/v1.0/readyz` and `/v1.0/livez` (and nothing else).
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn path_prefix(mut self, prefix: &str) -> Server {
-        self.config.routes.prefix = prefix.to_string();
-        self
-    }
+        /// Serves the endpoints under `prefix`: `.path_prefix("/v1.0")` answers
+        /// `/v1.0/healthz`, `/v1.0/readyz` and `/v1.0/livez` (and nothing else).
+        path_prefix(prefix: &str) => routes.prefix = prefix.to_string();
 
-    /// The status of a passing plain probe: [`SuccessStatus::Ok`] (200, the
-    /// default) or [`SuccessStatus::NoContent`] (204, no body); `?verbose`
-    /// and JSON answers still use 200. Keep 200 for load balancers that
-    /// accept only 200, such as AWS ALB by default.
-    ///
-    /// A type rather than a number, so no other status can be configured:
-    ///
-    /// ```compile_fail
-    /// healthz::Server::new(healthz::Health::new()).success_status(201);
-    /// ```
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn success_status(mut self, status: SuccessStatus) -> Server {
-        self.config.routes.success = status;
-        self
-    }
+        /// The status of a passing plain probe: [`SuccessStatus::Ok`] (200, the
+        /// default) or [`SuccessStatus::NoContent`] (204, no body); `?verbose`
+        /// and JSON answers still use 200. Keep 200 for load balancers that
+        /// accept only 200, such as AWS ALB by default.
+        ///
+        /// A type rather than a number, so no other status can be configured:
+        ///
+        /// ```compile_fail
+        /// healthz::Server::new(healthz::Health::new()).success_status(201);
+        /// ```
+        success_status(status: SuccessStatus) => routes.success = status;
 
-    /// The status of a failing probe: [`FailureStatus::ServiceUnavailable`]
-    /// (503, the default; every prober reads it as "not now") or
-    /// [`FailureStatus::InternalServerError`] (500, daprd's).
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn failure_status(mut self, status: FailureStatus) -> Server {
-        self.config.routes.failure = status;
-        self
-    }
+        /// The status of a failing probe: [`FailureStatus::ServiceUnavailable`]
+        /// (503, the default; every prober reads it as "not now") or
+        /// [`FailureStatus::InternalServerError`] (500, daprd's).
+        failure_status(status: FailureStatus) => routes.failure = status;
 
-    /// The body of a failing plain probe. Default [`FailureBody::Text`].
-    ///
-    /// daprd's own flavour is one configuration:
-    ///
-    /// ```
-    /// # fn main() -> std::io::Result<()> {
-    /// let daprd_like = healthz::Server::new(healthz::Health::new())
-    ///     .path_prefix("/v1.0")
-    ///     .success_status(healthz::SuccessStatus::NoContent)
-    ///     .failure_status(healthz::FailureStatus::InternalServerError)
-    ///     .failure_body(healthz::FailureBody::DaprJson)
-    ///     .bind("127.0.0.1:0")?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn failure_body(mut self, body: FailureBody) -> Server {
-        self.config.routes.failure_body = body;
-        self
-    }
+        /// The body of a failing plain probe. Default [`FailureBody::Text`].
+        ///
+        /// daprd's own flavour is one configuration:
+        ///
+        /// ```
+        /// # fn main() -> std::io::Result<()> {
+        /// let daprd_like = healthz::Server::new(healthz::Health::new())
+        ///     .path_prefix("/v1.0")
+        ///     .success_status(healthz::SuccessStatus::NoContent)
+        ///     .failure_status(healthz::FailureStatus::InternalServerError)
+        ///     .failure_body(healthz::FailureBody::DaprJson)
+        ///     .bind("127.0.0.1:0")?;
+        /// # Ok(())
+        /// # }
+        /// ```
+        failure_body(body: FailureBody) => routes.failure_body = body;
 
-    /// Whether check failure reasons appear in `?verbose` and JSON bodies.
-    /// Default false: bodies say `reason withheld` and reasons go to the event
-    /// hook only ([`Event::CheckFailed`]), since probes may come from anywhere.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn show_reasons(mut self, show: bool) -> Server {
-        self.config.routes.show_reasons = show;
-        self
-    }
+        /// Whether check failure reasons appear in `?verbose` and JSON bodies.
+        /// Default false: bodies say `reason withheld` and reasons go to the event
+        /// hook only ([`Event::CheckFailed`]), since probes may come from anywhere.
+        show_reasons(show: bool) => routes.show_reasons = show;
 
-    /// Drains before every shutdown: when shutdown is asked for, readiness
-    /// fails at once ([`Health::drain`]) while liveness keeps passing and the
-    /// server keeps serving for `delay`, so load balancers stop sending
-    /// traffic before the process goes; then the usual shutdown follows.
-    /// Default 0 (no drain). See also [`Running::drain`].
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn drain_delay(mut self, delay: Duration) -> Server {
-        self.config.drain_delay = delay;
-        self
-    }
+        /// Drains before every shutdown: when shutdown is asked for, readiness
+        /// fails at once ([`Health::drain`]) while liveness keeps passing and the
+        /// server keeps serving for `delay`, so load balancers stop sending
+        /// traffic before the process goes; then the usual shutdown follows.
+        /// Default 0 (no drain). See also [`Running::drain`].
+        drain_delay(delay: Duration) => drain_delay = delay;
 
-    /// Most threads kept waiting in `accept` for the next connection. Each
-    /// connection has a thread to itself; when it ends, the thread goes back to
-    /// `accept`, or ends if this many threads wait there already. Waiting
-    /// threads cost no CPU, and a connection that finds one costs no thread
-    /// creation and no hand-off between threads. Default 16, at least 1.
-    ///
-    /// Spares are for bursts: see [`spare_thread_timeout`](Server::spare_thread_timeout).
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn spare_threads(mut self, max: usize) -> Server {
-        self.config.spares.max = max;
-        self
-    }
+        /// Most threads kept waiting in `accept` for the next connection. Each
+        /// connection has a thread to itself; when it ends, the thread goes back to
+        /// `accept`, or ends if this many threads wait there already. Waiting
+        /// threads cost no CPU, and a connection that finds one costs no thread
+        /// creation and no hand-off between threads. Default 16, at least 1.
+        ///
+        /// Spares are for bursts: see [`spare_thread_timeout`](Server::spare_thread_timeout).
+        spare_threads(max: usize) => spares.max = max;
 
-    /// How long a thread waits in `accept` for a connection before it ends,
-    /// unless it is the last one waiting: after a burst, once connections
-    /// have been quiet this long, every waiting thread but one has ended, so
-    /// the server's footprint at rest (threads, memory) comes back to where
-    /// it started. Default 5 s.
-    ///
-    /// The kernel times `accept` out (a receive timeout on the listening
-    /// socket): no timer, no wake-up. That is Linux's; on other systems
-    /// `accept` cannot time out, and spare threads (at most
-    /// [`spare_threads`](Server::spare_threads)) wait until shutdown.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn spare_thread_timeout(mut self, quiet: Duration) -> Server {
-        self.config.spares.quiet = quiet;
-        self
-    }
+        /// How long a thread waits in `accept` for a connection before it ends,
+        /// unless it is the last one waiting: after a burst, once connections
+        /// have been quiet this long, every waiting thread but one has ended, so
+        /// the server's footprint at rest (threads, memory) comes back to where
+        /// it started. Default 5 s.
+        ///
+        /// The kernel times `accept` out (a receive timeout on the listening
+        /// socket): no timer, no wake-up. That is Linux's; on other systems
+        /// `accept` cannot time out, and spare threads (at most
+        /// [`spare_threads`](Server::spare_threads)) wait until shutdown.
+        spare_thread_timeout(quiet: Duration) => spares.quiet = quiet;
 
-    /// Serves `GET /metrics` (under [`path_prefix`](Server::path_prefix), with
-    /// `HEAD` and `OPTIONS` as for the health endpoints) in Prometheus' text
-    /// exposition format 0.0.4. Off by default. It shows health as
-    /// `/readyz` and `/livez` would answer at that moment (a scrape runs
-    /// on-request checks as a probe does, each within its timeout and one run
-    /// at a time):
-    ///
-    /// - `healthz_ready`, `healthz_alive`, `healthz_draining`: 0/1 gauges;
-    /// - `healthz_check{name,type}`: a 0/1 gauge per target, check and
-    ///   built-in item, `type` being `readyz` or `livez` (as the Kubernetes
-    ///   apiserver's `kubernetes_healthcheck`);
-    /// - `healthz_check_duration_seconds{name,type}`: each check's last run;
-    /// - `healthz_check_failures_total{name,type}`: each check's failed runs;
-    /// - `healthz_connections_accepted_total`, `healthz_connections_evicted_total`,
-    ///   `healthz_requests_total{code}`, `healthz_requests_malformed_total`.
-    ///
-    /// The counters are kept whether or not this is on: a relaxed atomic add
-    /// per connection and per answer.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn metrics(mut self, on: bool) -> Server {
-        self.config.routes.metrics = on;
-        self
-    }
+        /// Serves `GET /metrics` (under [`path_prefix`](Server::path_prefix), with
+        /// `HEAD` and `OPTIONS` as for the health endpoints) in Prometheus' text
+        /// exposition format 0.0.4. Off by default. It shows health as
+        /// `/readyz` and `/livez` would answer at that moment (a scrape runs
+        /// on-request checks as a probe does, each within its timeout and one run
+        /// at a time):
+        ///
+        /// - `healthz_ready`, `healthz_alive`, `healthz_draining`: 0/1 gauges;
+        /// - `healthz_check{name,type}`: a 0/1 gauge per target, check and
+        ///   built-in item, `type` being `readyz` or `livez` (as the Kubernetes
+        ///   apiserver's `kubernetes_healthcheck`);
+        /// - `healthz_check_duration_seconds{name,type}`: each check's last run;
+        /// - `healthz_check_failures_total{name,type}`: each check's failed runs;
+        /// - `healthz_connections_accepted_total`, `healthz_connections_evicted_total`,
+        ///   `healthz_requests_total{code}`, `healthz_requests_malformed_total`.
+        ///
+        /// The counters are kept whether or not this is on: a relaxed atomic add
+        /// per connection and per answer.
+        metrics(on: bool) => routes.metrics = on;
 
-    /// Speaks systemd's notify protocol (sd_notify(3)) when systemd asks for
-    /// it through `NOTIFY_SOCKET` (a path, or `@name` in the abstract
-    /// namespace). Off by default; on, and with the variable absent, nothing
-    /// is opened and nothing runs.
-    ///
-    /// - `READY=1` once, the first time a readiness report passes (on-request
-    ///   checks run for it, as for a probe of `/readyz`), so a `Type=notify`
-    ///   unit counts as started when the service is really ready;
-    /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` whenever that
-    ///   report changes, for `systemctl status`. Nothing has to probe for it,
-    ///   and the order of calls does not matter (bind before or after
-    ///   registering targets and checks, or calling
-    ///   [`Health::ready`](crate::Health::ready)): every change wakes the
-    ///   notifier, which tells systemd at once what a flag, a target, a
-    ///   background check's verdict, a registration or a new check's first
-    ///   run changed. Only an on-request check's answer changes with nobody
-    ///   calling anything: those checks run again every
-    ///   [`notify_recheck`](Server::notify_recheck) (1 s), so systemd hears
-    ///   of a change in their answers within that interval;
-    /// - `STOPPING=1` when shutdown (or its drain) starts;
-    /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
-    ///   process), `WATCHDOG=1` four times per interval `W` **only while a
-    ///   liveness probe passes** (on-request liveness checks run for it), and
-    ///   at once when liveness recovers. When liveness fails at time `t`, the
-    ///   pings stop and systemd restarts the service between `t + 3W/4` and
-    ///   `t + W`; a liveness that recovers within `3W/4` is never restarted.
-    ///   Four pings rather than sd_watchdog_enabled(3)'s two leave room for
-    ///   three late ones on a busy host. No `WATCHDOG=trigger` is sent:
-    ///   liveness checks already have their thresholds, and the wait mirrors
-    ///   the kubelet's `failureThreshold` × `periodSeconds` instead of
-    ///   restarting on the first bad reading.
-    ///
-    /// Messages leave from two threads of their own (readiness, and the
-    /// watchdog when systemd asked for one) through a non-blocking socket, so
-    /// a receiver that stops reading never holds up the caller of
-    /// [`Health::ready`](crate::Health::ready), the watchdog or shutdown. The
-    /// first failure (a message that cannot be sent, or a `WATCHDOG_USEC` or
-    /// `WATCHDOG_PID` that cannot be read) is reported once
-    /// ([`Event::NotifyError`]); nothing is retried. The watchdog's pings are
-    /// never more often than every 10 ms, and one goes out at once when
-    /// liveness recovers. Linux only: elsewhere this compiles and does nothing.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn notify_systemd(mut self, on: bool) -> Server {
-        self.config.systemd = on;
-        self
-    }
+        /// Speaks systemd's notify protocol (sd_notify(3)) when systemd asks for
+        /// it through `NOTIFY_SOCKET` (a path, or `@name` in the abstract
+        /// namespace). Off by default; on, and with the variable absent, nothing
+        /// is opened and nothing runs.
+        ///
+        /// - `READY=1` once, the first time a readiness report passes (on-request
+        ///   checks run for it, as for a probe of `/readyz`), so a `Type=notify`
+        ///   unit counts as started when the service is really ready;
+        /// - `STATUS=ready` or `STATUS=not ready (failing: NAMES)` whenever that
+        ///   report changes, for `systemctl status`. Nothing has to probe for it,
+        ///   and the order of calls does not matter (bind before or after
+        ///   registering targets and checks, or calling
+        ///   [`Health::ready`](crate::Health::ready)): every change wakes the
+        ///   notifier, which tells systemd at once what a flag, a target, a
+        ///   background check's verdict, a registration or a new check's first
+        ///   run changed. Only an on-request check's answer changes with nobody
+        ///   calling anything: those checks run again every
+        ///   [`notify_recheck`](Server::notify_recheck) (1 s), so systemd hears
+        ///   of a change in their answers within that interval;
+        /// - `STOPPING=1` when shutdown (or its drain) starts;
+        /// - with `WATCHDOG_USEC` set (and `WATCHDOG_PID` unset or naming this
+        ///   process), `WATCHDOG=1` four times per interval `W` **only while a
+        ///   liveness probe passes** (on-request liveness checks run for it), and
+        ///   at once when liveness recovers. When liveness fails at time `t`, the
+        ///   pings stop and systemd restarts the service between `t + 3W/4` and
+        ///   `t + W`; a liveness that recovers within `3W/4` is never restarted.
+        ///   Four pings rather than sd_watchdog_enabled(3)'s two leave room for
+        ///   three late ones on a busy host. No `WATCHDOG=trigger` is sent:
+        ///   liveness checks already have their thresholds, and the wait mirrors
+        ///   the kubelet's `failureThreshold` × `periodSeconds` instead of
+        ///   restarting on the first bad reading.
+        ///
+        /// Messages leave from two threads of their own (readiness, and the
+        /// watchdog when systemd asked for one) through a non-blocking socket, so
+        /// a receiver that stops reading never holds up the caller of
+        /// [`Health::ready`](crate::Health::ready), the watchdog or shutdown. The
+        /// first failure (a message that cannot be sent, or a `WATCHDOG_USEC` or
+        /// `WATCHDOG_PID` that cannot be read) is reported once
+        /// ([`Event::NotifyError`]); nothing is retried. The watchdog's pings are
+        /// never more often than every 10 ms, and one goes out at once when
+        /// liveness recovers. Linux only: elsewhere this compiles and does nothing.
+        notify_systemd(on: bool) => systemd = on;
 
-    /// How often, while on-request checks gate readiness, systemd's
-    /// readiness report runs them afresh (see
-    /// [`notify_systemd`](Server::notify_systemd)): the bound on how late
-    /// `STATUS=` and `READY=1` follow a change in their answers. Default
-    /// 1 s; raise it for checks too costly to run that often. Probes run
-    /// them as before, whatever this says.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn notify_recheck(mut self, interval: Duration) -> Server {
-        self.config.notify_recheck = interval;
-        self
-    }
+        /// How often, while on-request checks gate readiness, systemd's
+        /// readiness report runs them afresh (see
+        /// [`notify_systemd`](Server::notify_systemd)): the bound on how late
+        /// `STATUS=` and `READY=1` follow a change in their answers. Default
+        /// 1 s; raise it for checks too costly to run that often. Probes run
+        /// them as before, whatever this says.
+        notify_recheck(interval: Duration) => notify_recheck = interval;
 
-    /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
-    /// raise it if your event hook needs deep stacks.
-    #[must_use = "the builder returns the configured server: chain it, then bind"]
-    pub fn thread_stack_size(mut self, bytes: usize) -> Server {
-        self.config.stack_size = bytes;
-        self
+        /// Stack size of each server thread. Default 128 KiB (64 KiB to 256 MiB);
+        /// raise it if your event hook needs deep stacks.
+        thread_stack_size(bytes: usize) => stack_size = bytes;
     }
 
     /// Binds `addr` now, in the calling thread, and serves in the background.
