@@ -35,7 +35,7 @@ pub(crate) use self::entries::Holder;
 use self::entries::{Entry, EntryState};
 pub(crate) use self::kind::{Kind, PerKind};
 pub(crate) use self::pulse::Pulse;
-pub(crate) use self::snapshot::{Gauge, Snapshot};
+pub(crate) use self::snapshot::Snapshot;
 pub use self::targets::{LivenessTarget, Target};
 pub(crate) use self::verdict::{passes, Item, Report, Status};
 pub(crate) use self::watchers::Watch;

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::counters::{Counters, Counts};
-use crate::health::{Gauge, Health, Kind, Snapshot};
+use crate::health::{Health, Item, Kind, Snapshot};
 
 /// The content type of the text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -52,9 +52,9 @@ fn one(value: impl ToString) -> Vec<(String, String)> {
 /// The health families: both verdicts, draining, and each item's gauges.
 fn health_families(health: &Snapshot) -> Vec<Family> {
     let flag = |on: bool| u8::from(on);
-    let per_item = |value: &dyn Fn(&Gauge) -> Option<String>| -> Vec<(String, String)> {
-        let labelled = |g: &Gauge| value(g).map(|v| (labels(&g.name, g.kind), v));
-        health.gauges.iter().filter_map(labelled).collect()
+    let per_item = |value: &dyn Fn(&Item) -> Option<String>| -> Vec<(String, String)> {
+        let labelled = |(kind, i): &(Kind, Item)| value(i).map(|v| (labels(&i.name, *kind), v));
+        health.items.iter().filter_map(labelled).collect()
     };
     let verdicts = Kind::ALL.into_iter().map(|kind| Family {
         name: kind.family().gauge,
@@ -73,13 +73,13 @@ fn health_families(health: &Snapshot) -> Vec<Family> {
             name: "healthz_check",
             kind: "gauge",
             help: "Whether each target and check passes (1) or fails (0); type is readyz or livez.",
-            samples: per_item(&|g| Some(flag(g.passing).to_string())),
+            samples: per_item(&|i| Some(flag(!i.fails()).to_string())),
         },
         Family {
             name: "healthz_check_duration_seconds",
             kind: "gauge",
             help: "How long each check's last finished run took.",
-            samples: per_item(&|g| match g.check {
+            samples: per_item(&|i| match i.runs {
                 Some((Some(took), _)) => Some(format!("{:.6}", took.as_secs_f64())),
                 _ => None,
             }),
@@ -88,7 +88,7 @@ fn health_families(health: &Snapshot) -> Vec<Family> {
             name: "healthz_check_failures_total",
             kind: "counter",
             help: "Runs of each check that failed, timed out or panicked.",
-            samples: per_item(&|g| g.check.map(|(_, failures)| failures.to_string())),
+            samples: per_item(&|i| i.runs.map(|(_, failures)| failures.to_string())),
         },
     ])
     .collect()

@@ -130,6 +130,7 @@ mod tests {
             shown: false,
             excluded: false,
             at: 1_764_108_000,
+            runs: None,
         }
     }
 

@@ -74,8 +74,9 @@ impl FailureStatus {
     }
 }
 
-/// How the health endpoints are spelled and answered.
-#[derive(Clone, Debug)]
+/// How the health endpoints are spelled and answered: by default, with no
+/// prefix, 200 and 503 with a text body, no reasons shown, no `/metrics`.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Routes {
     /// Prepended to every path: `/v1.0` serves `/v1.0/healthz`.
     pub prefix: String,
@@ -86,19 +87,6 @@ pub(crate) struct Routes {
     pub show_reasons: bool,
     /// Serve `/metrics`.
     pub metrics: bool,
-}
-
-impl Default for Routes {
-    fn default() -> Routes {
-        Routes {
-            prefix: String::new(),
-            success: SuccessStatus::Ok,
-            failure: FailureStatus::ServiceUnavailable,
-            failure_body: FailureBody::Text,
-            show_reasons: false,
-            metrics: false,
-        }
-    }
 }
 
 impl Routes {

@@ -126,6 +126,13 @@ impl Entry {
             shown: matches!(self.state, EntryState::Heartbeat(_)),
             excluded: false,
             at,
+            runs: match &self.state {
+                EntryState::Check { runner, .. } => Some((
+                    runner.last_duration(),
+                    self.failures.load(Ordering::Relaxed),
+                )),
+                _ => None,
+            },
         }
     }
 }

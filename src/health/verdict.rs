@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::kind::Builtin;
 use super::{Entry, EntryState, Health, Kind};
@@ -25,6 +26,9 @@ pub(crate) struct Item {
     pub excluded: bool,
     /// When the result was observed, in seconds since the Unix epoch.
     pub at: u64,
+    /// For a check: its last run's duration (none before the first), and
+    /// its failed runs.
+    pub runs: Option<(Option<Duration>, u64)>,
 }
 
 /// The state of one item, as the IETF health-check draft names them.
@@ -46,7 +50,7 @@ pub(crate) struct Report {
 
 impl Item {
     /// Whether this item fails the verdict: it fails and is not excluded.
-    pub(super) fn fails(&self) -> bool {
+    pub fn fails(&self) -> bool {
         !self.excluded && self.status == Status::Fail
     }
 }
@@ -175,6 +179,7 @@ impl Health {
                 shown: false,
                 excluded: false,
                 at,
+                runs: None,
             }
         };
         kind.family().builtins.iter().map(item).collect()

@@ -11,14 +11,18 @@ use super::{Health, Kind, PerKind};
 use crate::event::{deliver, Event, Hook, ItemKind};
 use crate::sync::{lock, Wake};
 
-/// The event hooks of the servers that serve this state, what they were last
-/// told, and the threads to wake on any change.
+/// Who listens, and what the hooks were last told.
 pub(super) struct Watchers {
     /// Per kind: the last overall state reported.
     reported: PerKind<bool>,
     next_id: u64,
-    hooks: Vec<(u64, Hook)>,
-    followers: Vec<(u64, Kind, Arc<Wake>)>,
+    listeners: Vec<(u64, Listener)>,
+}
+
+/// A server's event hook, or a thread to wake on any change of a kind.
+enum Listener {
+    Hook(Hook),
+    Follower(Kind, Arc<Wake>),
 }
 
 impl Default for Watchers {
@@ -27,16 +31,18 @@ impl Default for Watchers {
         Watchers {
             reported: PerKind::from_fn(|kind| kind.family().holds_at_first),
             next_id: 0,
-            hooks: Vec::new(),
-            followers: Vec::new(),
+            listeners: Vec::new(),
         }
     }
 }
 
 impl Watchers {
-    fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
+    fn hooks(&self) -> Vec<Hook> {
+        let hook = |(_, listener): &(u64, Listener)| match listener {
+            Listener::Hook(hook) => Some(hook.clone()),
+            Listener::Follower(..) => None,
+        };
+        self.listeners.iter().filter_map(hook).collect()
     }
 }
 
@@ -49,8 +55,7 @@ pub(crate) struct Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         let mut watchers = self.health.watchers();
-        watchers.hooks.retain(|(id, _)| *id != self.id);
-        watchers.followers.retain(|(id, ..)| *id != self.id);
+        watchers.listeners.retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -65,15 +70,16 @@ impl Health {
         self.emit(&event);
     }
 
-    /// Wakes every follower of `kind`, then reports a change of overall
-    /// readiness (or liveness) to the hooks once, naming what fails.
-    /// Serialised by the watchers' lock, so racing flips report the final
-    /// state and never the same state twice.
+    /// Something of `kind` changed: followers are woken, and if the overall
+    /// verdict flipped, the hooks hear it once.
     pub(super) fn changed(&self, kind: Kind) {
         let (event, hooks) = {
             let mut watchers = self.watchers();
-            for (_, _, wake) in watchers.followers.iter().filter(|f| f.1 == kind) {
-                wake.poke();
+            for (_, listener) in &watchers.listeners {
+                match listener {
+                    Listener::Follower(of, wake) if *of == kind => wake.poke(),
+                    _ => {}
+                }
             }
             let failing = self.failing(kind);
             let healthy = failing.is_empty();
@@ -81,49 +87,38 @@ impl Health {
                 return;
             }
             watchers.reported[kind] = healthy;
-            let event = (kind.family().event)(healthy, failing);
-            let hooks: Vec<Hook> = watchers
-                .hooks
-                .iter()
-                .map(|(_, hook)| hook.clone())
-                .collect();
-            (event, hooks)
+            ((kind.family().event)(healthy, failing), watchers.hooks())
         };
-        // Outside the lock, so a hook may itself flip readiness.
         for hook in &hooks {
             deliver(hook, &event);
         }
     }
 
+    /// Tells every hook of `event`.
     pub(super) fn emit(&self, event: &Event) {
-        let hooks: Vec<Hook> = self
-            .watchers()
-            .hooks
-            .iter()
-            .map(|(_, hook)| hook.clone())
-            .collect();
+        let hooks = self.watchers().hooks();
         for hook in &hooks {
             deliver(hook, event);
         }
     }
 
-    /// Registers a server's hook for health events until the returned guard drops.
+    /// Adds a server's hook, until the returned [`Watch`] drops.
     pub(crate) fn watch(&self, hook: Hook) -> Watch {
-        let mut watchers = self.watchers();
-        let id = watchers.next_id();
-        watchers.hooks.push((id, hook));
-        Watch {
-            health: self.clone(),
-            id,
-        }
+        self.listen(Listener::Hook(hook))
     }
 
-    /// Pokes `wake` on every change of `kind` (a registration, a flag, a
-    /// target, a check's result, a removal), until the returned guard drops.
+    /// Wakes `wake` on every change of `kind` (a registration, a flag, a
+    /// result, a removal), whether or not the verdict flips, until the
+    /// returned [`Watch`] drops.
     pub(crate) fn follow(&self, kind: Kind, wake: Arc<Wake>) -> Watch {
+        self.listen(Listener::Follower(kind, wake))
+    }
+
+    fn listen(&self, listener: Listener) -> Watch {
         let mut watchers = self.watchers();
-        let id = watchers.next_id();
-        watchers.followers.push((id, kind, wake));
+        watchers.next_id += 1;
+        let id = watchers.next_id;
+        watchers.listeners.push((id, listener));
         Watch {
             health: self.clone(),
             id,
