@@ -74,11 +74,14 @@ use crate::sync::{lock, Latch, Wake};
 /// assert!(health.target("queue").is_err()); // names are unique
 /// # Ok::<(), healthz::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Health {
     inner: Arc<Inner>,
 }
 
+/// A new state is not ready (its flag is off), not draining, and holds
+/// nothing.
+#[derive(Default)]
 struct Inner {
     ready: AtomicBool,
     draining: AtomicBool,
@@ -101,23 +104,6 @@ impl Drop for Inner {
         self.stop.set();
         if let Some(alarm) = lock(&self.heartbeats).as_ref() {
             alarm.stop();
-        }
-    }
-}
-
-impl Default for Health {
-    fn default() -> Health {
-        Health {
-            inner: Arc::new(Inner {
-                ready: AtomicBool::new(false),
-                draining: AtomicBool::new(false),
-                failing_count: Default::default(),
-                on_request: Default::default(),
-                entries: RwLock::default(),
-                heartbeats: Mutex::new(None),
-                watchers: Mutex::default(),
-                stop: Arc::default(),
-            }),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::{Entry, EntryState, Health, Kind, Status};
 use crate::date::now;
-use crate::error::{chain, invalid, Error, LONGEST};
+use crate::error::{at_most_a_year, chain, invalid, positive, Error};
 use crate::event::ItemKind;
 use crate::sync::{lock, read, wait_until};
 
@@ -191,28 +191,15 @@ impl Check {
         })
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.timeout.is_zero() {
-            return Err(format!("check `{}`: timeout must be above zero", self.name));
-        }
+    pub(crate) fn validate(&self) -> io::Result<()> {
+        let what = |setting: &str| format!("check `{}`: {setting}", self.name);
+        positive(&what("timeout"), self.timeout)?;
         if let Some(s) = &self.schedule {
-            if s.interval.is_zero() || s.failure_threshold == 0 || s.success_threshold == 0 {
-                return Err(format!(
-                    "check `{}`: interval and thresholds must be above zero",
-                    self.name
-                ));
+            positive(&what("interval"), s.interval)?;
+            at_most_a_year(&what("initial delay"), s.initial_delay)?;
+            if s.failure_threshold == 0 || s.success_threshold == 0 {
+                return Err(invalid(what("thresholds must be at least 1")));
             }
-        }
-        let longest = [
-            Some(self.timeout),
-            self.schedule.map(|s| s.interval),
-            self.schedule.map(|s| s.initial_delay),
-        ];
-        if longest.iter().flatten().any(|d| *d > LONGEST) {
-            return Err(format!(
-                "check `{}`: timeout, interval and initial delay must be at most a year",
-                self.name
-            ));
         }
         Ok(())
     }
@@ -427,7 +414,7 @@ impl Health {
     }
 
     fn add_check_of(&self, check: Check, kind: Kind) -> io::Result<()> {
-        check.validate().map_err(invalid)?;
+        check.validate()?;
         let state = EntryState::Check {
             runner: Runner::new(&check),
             schedule: check.schedule,
@@ -523,6 +510,44 @@ mod tests {
         let mut alive = Results::new(true);
         assert!(!alive.record(Ok(()), None), "passing, as assumed");
         assert!(alive.record(Err("stuck".into()), None));
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_with_the_checks_name() {
+        let check = || Check::new("db", || Ok(()));
+        let year = Duration::from_secs(366 * 24 * 3600);
+        let refused = [
+            (
+                check().timeout(Duration::ZERO),
+                "check `db`: timeout must be greater than zero",
+            ),
+            (
+                check().timeout(year),
+                "check `db`: timeout must be at most a year",
+            ),
+            (
+                check().every(Duration::ZERO),
+                "check `db`: interval must be greater than zero",
+            ),
+            (
+                check().initial_delay(year),
+                "check `db`: initial delay must be at most a year",
+            ),
+            (
+                check().failure_threshold(0),
+                "check `db`: thresholds must be at least 1",
+            ),
+            (
+                check().success_threshold(0),
+                "check `db`: thresholds must be at least 1",
+            ),
+        ];
+        for (check, message) in refused {
+            let error = check.validate().unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(error.to_string(), format!("healthz: {message}"));
+        }
+        assert!(check().every(Duration::from_secs(1)).validate().is_ok());
     }
 
     #[test]

@@ -128,10 +128,7 @@ impl Target {
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
-            .field("name", &self.name())
-            .field("ready", &self.is_ready())
-            .finish()
+        self.0.debug("Target", "ready", f)
     }
 }
 
@@ -182,10 +179,7 @@ impl LivenessTarget {
 
 impl fmt::Debug for LivenessTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LivenessTarget")
-            .field("name", &self.name())
-            .field("alive", &self.is_alive())
-            .finish()
+        self.0.debug("LivenessTarget", "alive", f)
     }
 }
 
@@ -206,5 +200,13 @@ impl Flag {
 
     fn get(&self) -> bool {
         !self.entry.failing.load(Ordering::SeqCst)
+    }
+
+    fn debug(&self, ty: &str, word: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, on) = (&self.entry.name, self.get());
+        f.debug_struct(ty)
+            .field("name", name)
+            .field(word, &on)
+            .finish()
     }
 }
