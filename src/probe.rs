@@ -496,56 +496,92 @@ fn left(deadline: Instant) -> Result<Duration, ProbeError> {
     }
 }
 
-/// Reads one response of at most `limit` bytes, head and body, within the deadline.
+/// Reads one response of at most `limit` bytes, head and body, within the
+/// deadline: reads until [`parse_response`] has it whole (or as much of it
+/// as the limit holds).
 fn read_response(
     stream: &Stream,
     deadline: Instant,
     limit: usize,
 ) -> Result<ProbeResponse, ProbeError> {
-    let mut reader = Bounded {
-        stream,
-        deadline,
-        buf: Vec::with_capacity(1024),
-        limit,
-        eof: false,
-    };
-    let head_end = loop {
-        if let Some(at) = find(&reader.buf, b"\r\n\r\n") {
-            break at + 4;
+    let (mut buf, mut eof, mut reader) = (Vec::with_capacity(1024), false, stream);
+    loop {
+        if let Some(response) = parse_response(&buf, eof, buf.len() >= limit)? {
+            return Ok(response);
         }
-        if !reader.fill()? {
-            return Err(malformed(if reader.buf.is_empty() {
-                "the connection closed without a response"
-            } else {
-                "the response head is cut short or too large"
-            }));
-        }
+        stream
+            .set_read_timeout(Some(left(deadline)?))
+            .map_err(ProbeError::io)?;
+        let start = buf.len();
+        buf.resize(start + (limit - start).min(4096), 0);
+        let read = loop {
+            match reader.read(&mut buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        eof = read.map_err(ProbeError::io)? == 0;
+    }
+}
+
+/// The response in `buf`, if it is whole; `None` while more may come.
+/// Once the peer has closed (`eof`) or the buffer is at the size limit
+/// (`full`) there is an answer: the response (at the limit, with the body
+/// read so far), or why it is malformed. Pure: bytes in, verdict out.
+fn parse_response(buf: &[u8], eof: bool, full: bool) -> Result<Option<ProbeResponse>, ProbeError> {
+    let Some(head_end) = find(buf, b"\r\n\r\n").map(|at| at + 4) else {
+        return match (eof || full, buf.is_empty()) {
+            (false, _) => Ok(None),
+            (true, true) => Err(malformed("the connection closed without a response")),
+            (true, false) => Err(malformed("the response head is cut short or too large")),
+        };
     };
-    let head = std::str::from_utf8(&reader.buf[..head_end])
-        .map_err(|_| malformed("non-UTF-8 response head"))?;
+    let head =
+        std::str::from_utf8(&buf[..head_end]).map_err(|_| malformed("non-UTF-8 response head"))?;
     let mut lines = head.split("\r\n");
     let status = parse_status_line(lines.next().unwrap_or(""))?;
     let (length, chunked) = framing(lines)?;
-    let body = if status == 204 || status == 304 || (100..200).contains(&status) {
-        Vec::new()
+    let rest = &buf[head_end..];
+    let (body, whole) = if status == 204 || status == 304 || (100..200).contains(&status) {
+        (Vec::new(), true)
     } else if chunked {
-        read_chunked(&mut reader, head_end)?
+        dechunk(rest)?
     } else if let Some(len) = length {
-        let end = usize::try_from(len).map_or(usize::MAX, |len| head_end.saturating_add(len));
-        while reader.buf.len() < end {
-            if !reader.fill()? {
-                if reader.eof {
-                    return Err(malformed("the body is shorter than its Content-Length"));
-                }
-                break; // at the size limit: keep what was read
-            }
-        }
-        reader.buf[head_end..reader.buf.len().min(end)].to_vec()
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        (rest[..len.min(rest.len())].to_vec(), rest.len() >= len)
     } else {
-        while reader.fill()? {}
-        reader.buf[head_end..].to_vec()
+        (rest.to_vec(), eof) // the peer's close ends it
     };
-    Ok(ProbeResponse { status, body })
+    match (whole || full, eof) {
+        (true, _) => Ok(Some(ProbeResponse { status, body })),
+        (false, false) => Ok(None),
+        (false, true) if chunked => Err(malformed("the chunked body is cut short")),
+        (false, true) => Err(malformed("the body is shorter than its Content-Length")),
+    }
+}
+
+/// The chunks at the start of `data`, joined, and whether the last one
+/// (of size zero) was reached; a chunk cut short gives what it has.
+fn dechunk(data: &[u8]) -> Result<(Vec<u8>, bool), ProbeError> {
+    let (mut body, mut pos) = (Vec::new(), 0);
+    while let Some(line) = find(&data[pos..], b"\r\n") {
+        let size_text = std::str::from_utf8(&data[pos..pos + line]).unwrap_or("");
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| malformed("a bad chunk size"))?;
+        if size == 0 {
+            return Ok((body, true));
+        }
+        let start = pos + line + 2;
+        let end = start.saturating_add(size);
+        body.extend_from_slice(&data[start..end.min(data.len())]);
+        pos = end.saturating_add(2);
+        if pos > data.len() {
+            break;
+        }
+    }
+    Ok((body, false))
 }
 
 /// How the body is framed, from the header lines: its `Content-Length`, if
@@ -591,49 +627,6 @@ fn parse_status_line(line: &str) -> Result<u16, ProbeError> {
     Ok(status)
 }
 
-/// Decodes a chunked body, keeping what fits under the reader's limit.
-fn read_chunked(reader: &mut Bounded<'_>, mut pos: usize) -> Result<Vec<u8>, ProbeError> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(at) = find(&reader.buf[pos..], b"\r\n") {
-                break pos + at;
-            }
-            if !reader.fill()? {
-                return if reader.eof {
-                    Err(malformed("the chunked body is cut short"))
-                } else {
-                    Ok(body) // at the size limit
-                };
-            }
-        };
-        let size_text = std::str::from_utf8(&reader.buf[pos..line_end]).unwrap_or("");
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| malformed("a bad chunk size"))?;
-        pos = line_end + 2;
-        if size == 0 {
-            return Ok(body);
-        }
-        let end = pos
-            .checked_add(size)
-            .and_then(|e| e.checked_add(2))
-            .ok_or_else(|| malformed("a chunk too large"))?;
-        while reader.buf.len() < end {
-            if !reader.fill()? {
-                if reader.eof {
-                    return Err(malformed("the chunked body is cut short"));
-                }
-                let have = reader.buf.len().min(pos + size);
-                body.extend_from_slice(&reader.buf[pos..have]);
-                return Ok(body);
-            }
-        }
-        body.extend_from_slice(&reader.buf[pos..pos + size]);
-        pos = end;
-    }
-}
-
 fn malformed(why: &str) -> ProbeError {
     ProbeError::new(ProbeErrorKind::Malformed, why)
 }
@@ -642,51 +635,47 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A socket read into a buffer that never grows past `limit`, each read
-/// bounded by what is left of the deadline.
-struct Bounded<'a> {
-    stream: &'a Stream,
-    deadline: Instant,
-    buf: Vec<u8>,
-    limit: usize,
-    eof: bool,
-}
-
-impl Bounded<'_> {
-    /// Reads more; false at end of stream or at the size limit.
-    fn fill(&mut self) -> Result<bool, ProbeError> {
-        let room = self.limit.saturating_sub(self.buf.len()).min(4096);
-        if room == 0 || self.eof {
-            return Ok(false);
-        }
-        self.stream
-            .set_read_timeout(Some(left(self.deadline)?))
-            .map_err(ProbeError::io)?;
-        let start = self.buf.len();
-        self.buf.resize(start + room, 0);
-        let mut stream = self.stream;
-        let result = loop {
-            match stream.read(&mut self.buf[start..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        let n = match result {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(start);
-                return Err(ProbeError::io(e));
-            }
-        };
-        self.buf.truncate(start + n);
-        self.eof = n == 0;
-        Ok(n > 0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_is_whole_only_once_its_framing_says_so() {
+        // Each whole once its last byte that matters is in (a chunked body's
+        // trailer section is not waited for), never before.
+        let whole: [(&[u8], usize, &[u8]); 3] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, b"ok"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1;x\r\n!\r\n0\r\n\r\n",
+                2,
+                b"ok!",
+            ),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", 0, b""),
+        ];
+        for (bytes, unneeded, body) in whole {
+            let needed = bytes.len() - unneeded;
+            for cut in 0..needed {
+                let part = parse_response(&bytes[..cut], false, false);
+                assert!(matches!(part, Ok(None)), "{cut} bytes of {bytes:?}");
+            }
+            let response = parse_response(&bytes[..needed], false, false);
+            assert_eq!(response.unwrap().unwrap().body, body);
+        }
+        let close_ends_it = b"HTTP/1.0 200 OK\r\n\r\nuntil close";
+        assert!(parse_response(close_ends_it, false, false)
+            .unwrap()
+            .is_none());
+        let response = parse_response(close_ends_it, true, false).unwrap().unwrap();
+        assert_eq!(response.body, b"until close");
+        let at_the_limit = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc";
+        let response = parse_response(at_the_limit, false, true).unwrap().unwrap();
+        assert_eq!(response.body, b"abc", "cut at the limit, kept");
+        let error = parse_response(at_the_limit, true, false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed response: the chunked body is cut short"
+        );
+    }
 
     #[test]
     fn status_lines_are_read_by_bytes_whatever_the_peer_sends() {
