@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::Address;
 use crate::conn::{self, Buffers, Service};
-use crate::error::{client_went_away, invalid, positive};
+use crate::error::{client_went_away, invalid, is_timeout, positive};
 use crate::event::Event;
 use crate::socket::ListenSocket;
 use crate::sync::{lock, read, wait_until, write};
@@ -156,12 +156,7 @@ impl Acceptors {
                 // No connection for the quiet period: an extra thread goes home.
                 // (Winsock, as wine runs it, sometimes says `WouldBlock` for a
                 // pending connection that went away: that thread may go too.)
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if is_timeout(&e) => {
                     if waiting >= FLOOR {
                         return;
                     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::address::Address;
 use crate::counters::Counters;
 use crate::date;
-use crate::error::{client_went_away, invalid, positive};
+use crate::error::{client_went_away, invalid, is_timeout, positive};
 use crate::event::{Event, Events};
 use crate::health::Health;
 use crate::http::{self, Method, Parsed, Persist, Request, Response};
@@ -514,11 +514,4 @@ impl Output<'_> {
         }
         Ok(())
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }

@@ -35,6 +35,15 @@ pub(crate) fn refused(kind: io::ErrorKind, message: impl fmt::Display) -> io::Er
     io::Error::new(kind, format!("healthz: {message}"))
 }
 
+/// Whether an I/O error is a socket timeout running out (Unix says
+/// `WouldBlock`, Windows `TimedOut`).
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Whether an I/O error says the client went away (reset or aborted the
 /// connection, or closed it under a write): normal life for a server, not a fault.
 pub(crate) fn client_went_away(e: &io::Error) -> bool {
