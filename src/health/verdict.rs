@@ -122,11 +122,7 @@ impl Health {
         exclude: &[&str],
     ) -> Option<Report> {
         let wanted = |name: &str| only.map_or(true, |only| only == name);
-        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
-            .iter()
-            .filter(|e| e.kind == kind && wanted(&e.name))
-            .cloned()
-            .collect();
+        let entries = self.entries(kind, wanted);
         // Start every on-request check first, so they run side by side.
         let started: Vec<_> = entries
             .iter()
@@ -194,14 +190,16 @@ impl Health {
         }
     }
 
+    /// The entries of `kind` whose names are `wanted`, as they are now.
+    fn entries(&self, kind: Kind, wanted: impl Fn(&str) -> bool) -> Vec<Arc<Entry>> {
+        let entries = read(&self.inner.entries);
+        let ours = entries.iter().filter(|e| e.kind == kind && wanted(&e.name));
+        ours.cloned().collect()
+    }
+
     /// What fails now by the latest known results, without running any check.
     pub(crate) fn failing(&self, kind: Kind) -> Vec<String> {
-        let entries: Vec<Arc<Entry>> = read(&self.inner.entries)
-            .iter()
-            .filter(|e| e.kind == kind)
-            .cloned()
-            .collect();
-        let items = self.items(kind, &entries);
+        let items = self.items(kind, &self.entries(kind, |_| true));
         names_failing(&items)
             .into_iter()
             .map(String::from)
