@@ -6,7 +6,6 @@
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -335,6 +334,8 @@ pub(crate) struct Results {
     /// Consecutive failures, and consecutive successes.
     failures: u32,
     successes: u32,
+    /// Runs that failed (timeouts and panics included), for `/metrics`.
+    pub failed_runs: u64,
     /// The latest result (`None` before the first), and when it came (or,
     /// before it, when the check was added).
     pub last: Option<Result<(), String>>,
@@ -348,6 +349,7 @@ impl Results {
             passing,
             failures: 0,
             successes: 0,
+            failed_runs: 0,
             last: None,
             at: now(),
         }
@@ -365,6 +367,7 @@ impl Results {
             self.passing |= self.successes >= pass_after;
         } else {
             self.failures += 1;
+            self.failed_runs += 1;
             self.successes = 0;
             self.passing &= self.failures < fail_after;
         }
@@ -436,9 +439,6 @@ impl Health {
         else {
             return;
         };
-        if outcome.is_err() {
-            entry.failures.fetch_add(1, Ordering::Relaxed);
-        }
         let news = {
             let mut results = lock(results);
             let news = results.record(outcome.clone(), schedule.as_ref());

@@ -4,7 +4,7 @@
 //! kept in step with every entry added, replaced or removed.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::check::{Results, Runner, Schedule};
@@ -32,8 +32,6 @@ pub(super) struct Entry {
     /// ready, a check not passing, a guard whose thread died. Written only
     /// by [`Health::mark`], which moves the counter with it.
     pub(super) failing: AtomicBool,
-    /// Runs of a check that failed (timeouts and panics included).
-    pub(super) failures: AtomicU64,
     /// For an entry a user holds a handle to (a target, heartbeat or guard):
     /// alive while a handle is. Once every handle is gone, its name can be
     /// taken again (a restarted worker, a component started anew).
@@ -69,7 +67,6 @@ impl Entry {
             kind,
             state,
             failing: AtomicBool::new(failing),
-            failures: AtomicU64::new(0),
             holder: holder.map(Arc::downgrade),
         }
     }
@@ -127,10 +124,9 @@ impl Entry {
             excluded: false,
             at,
             runs: match &self.state {
-                EntryState::Check { runner, .. } => Some((
-                    runner.last_duration(),
-                    self.failures.load(Ordering::Relaxed),
-                )),
+                EntryState::Check {
+                    runner, results, ..
+                } => Some((runner.last_duration(), lock(results).failed_runs)),
                 _ => None,
             },
         }
