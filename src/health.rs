@@ -2,15 +2,17 @@
 //! around them the health wing, each file with one job. No I/O and no HTTP:
 //! servers read it, the service flips it.
 //!
-//! - `kind`: the two families (readiness, liveness) and every word each says;
-//! - `entries`: each registered item as the state holds it, and registration
-//!   (names, limits, a name freed once its handles are gone);
+//! - `kind`: the two families (readiness, liveness) and every word each says,
+//!   a row each: adding a family is a row there;
+//! - `entries`: each registered item as the state holds it (with its
+//!   `failing` flag), and registration (names, limits, a name freed once its
+//!   handles are gone);
 //! - `targets`, `check`, `pulse`: the three kinds of item: targets a
 //!   component flips; checks, their runner and their latest results;
 //!   heartbeats and guards, what they share with the state and their
 //!   registration;
-//! - `verdict`: the one verdict, the reports made of it, and the counters the
-//!   fast path reads;
+//! - `verdict`: the one verdict, the reports made of it, and `mark`, the one
+//!   place an item's flag and the fast path's counter change, together;
 //! - `watchers`: who hears of changes (the servers' hooks, systemd's thread);
 //! - `background`: the threads that keep it current with nobody asking;
 //! - `snapshot`: one instant of all of it, for `/metrics`.

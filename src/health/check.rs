@@ -1,7 +1,8 @@
 //! Health checks: user closures run with a time bound, either when probed or
 //! periodically in the background, and never more than one run at a time;
-//! and how the health state adds them and keeps an on-request check's
-//! latest result.
+//! their results and the verdict the thresholds make of them (one `Results`
+//! for both kinds of check); how the health state adds them and records a
+//! result.
 
 use std::fmt;
 use std::io;

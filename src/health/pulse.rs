@@ -1,6 +1,6 @@
-//! A worker's entries: what a heartbeat and a thread guard share with the
-//! health state (when the last beat came, and why a guarded thread died),
-//! their registration, and a guarded thread's death. The handles that write
+//! A worker's entries: what a heartbeat shares with the health state (when
+//! the last beat came), the registration of heartbeats and guards, and a
+//! guarded thread's death. The handles that write
 //! them are in `worker.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

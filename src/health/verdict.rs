@@ -1,8 +1,9 @@
 //! The one verdict and the reports made of it: a set of items passes when
 //! none of them fails. `report` runs the on-request checks and reads every
 //! item; `failing` reads what is known without running anything; `quick`
-//! answers from counters when nothing has to run, and `count` is the one
-//! place those counters follow the entries.
+//! answers from counters when nothing has to run. `mark` is the one place an
+//! entry's `failing` flag changes, and the counter with it; `count` adds or
+//! takes away a whole entry's part.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
