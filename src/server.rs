@@ -146,7 +146,10 @@ impl Server {
     /// The hook runs on the server's threads (and on the thread that flips
     /// readiness), so keep it short, and do not shut the server down from it
     /// (trigger a [`ShutdownToken`] instead); a panic in it is contained and
-    /// loses only that event.
+    /// loses only that event. The health state's events (readiness and
+    /// liveness changes, checks failing and passing) come one at a time, in
+    /// the order of the changes, whichever threads make them: the last
+    /// `ReadinessChanged` heard is the state now.
     #[must_use = "the builder returns the configured server: chain it, then bind"]
     pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Server {
         self.hook = Some(Arc::new(hook));

@@ -724,3 +724,64 @@ fn an_on_request_check_never_run_is_not_reported_ready_by_anyone() {
         scrape.text()
     );
 }
+
+/// Several threads flip readiness at once (each its own target), and the
+/// hook hears every change: whatever the interleaving, the events it hears
+/// alternate (never two "ready" in a row) and the last one it heard is the
+/// state the flips left. Seeded, a few hundred rounds.
+#[test]
+fn the_hook_hears_readiness_changes_in_order_whoever_flips() {
+    let rounds: u64 = std::env::var("HEALTHZ_ORDER_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<bool>::new()));
+    let hook = {
+        let heard = heard.clone();
+        move |event: &healthz::Event| {
+            if let healthz::Event::ReadinessChanged { ready, .. } = event {
+                heard.lock().unwrap().push(*ready);
+            }
+        }
+    };
+    let health = Health::new();
+    health.ready();
+    let _server = serve_with(&health, |s| s.on_event(hook));
+    let targets: Vec<_> = (0..4)
+        .map(|n| {
+            let target = health.target(&format!("t{n}")).unwrap();
+            target.ready();
+            target
+        })
+        .collect();
+    for round in 0..rounds {
+        let flippers: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(n, target)| {
+                let target = target.clone();
+                let mut seed = (round * 4 + n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                thread::spawn(move || {
+                    for _ in 0..50 {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        target.set_ready(seed % 2 == 0);
+                    }
+                })
+            })
+            .collect();
+        for flipper in flippers {
+            flipper.join().unwrap();
+        }
+        let heard = heard.lock().unwrap();
+        let twice = heard.windows(2).position(|w| w[0] == w[1]);
+        assert_eq!(twice, None, "round {round}: one state told twice in a row");
+        let last = heard.last().copied().unwrap_or(true);
+        assert_eq!(
+            last,
+            health.is_ready(),
+            "round {round}: the hook's last word"
+        );
+    }
+}

@@ -3,8 +3,10 @@
 //! of overall readiness or liveness is told to hooks once, and a check's pass
 //! or fail once per flip; followers are woken by **every** change, whether or
 //! not the verdict flips (tokio's `watch`: a waiter cannot sleep through a
-//! change). Hooks run outside the lock.
+//! change). Hooks run outside the lock, and hear events in the order of the
+//! changes they tell: whichever thread tells them tells them all, in turn.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 
 use super::{Health, Kind, PerKind};
@@ -17,6 +19,10 @@ pub(super) struct Watchers {
     reported: PerKind<bool>,
     next_id: u64,
     listeners: Vec<(u64, Listener)>,
+    /// Events not told yet, in the order of the changes they tell.
+    queue: VecDeque<Event>,
+    /// Whether a thread is telling the queue to the hooks now.
+    telling: bool,
 }
 
 /// A server's event hook, or a thread to wake on any change of a kind.
@@ -32,6 +38,8 @@ impl Default for Watchers {
             reported: PerKind::from_fn(|kind| kind.family().holds_at_first),
             next_id: 0,
             listeners: Vec::new(),
+            queue: VecDeque::new(),
+            telling: false,
         }
     }
 }
@@ -67,38 +75,48 @@ impl Health {
             Ok(()) => Event::CheckPassed { name, item },
             Err(reason) => Event::CheckFailed { name, item, reason },
         };
-        self.emit(&event);
+        self.tell(self.watchers(), event);
     }
 
     /// Something of `kind` changed: followers are woken, and if the overall
     /// verdict flipped, the hooks hear it once.
     pub(super) fn changed(&self, kind: Kind) {
-        let (event, hooks) = {
-            let mut watchers = self.watchers();
-            for (_, listener) in &watchers.listeners {
-                match listener {
-                    Listener::Follower(of, wake) if *of == kind => wake.poke(),
-                    _ => {}
-                }
+        let mut watchers = self.watchers();
+        for (_, listener) in &watchers.listeners {
+            match listener {
+                Listener::Follower(of, wake) if *of == kind => wake.poke(),
+                _ => {}
             }
-            let failing = self.failing(kind);
-            let healthy = failing.is_empty();
-            if watchers.reported[kind] == healthy {
-                return;
-            }
+        }
+        let failing = self.failing(kind);
+        let healthy = failing.is_empty();
+        if watchers.reported[kind] != healthy {
             watchers.reported[kind] = healthy;
-            ((kind.family().event)(healthy, failing), watchers.hooks())
-        };
-        for hook in &hooks {
-            deliver(hook, &event);
+            self.tell(watchers, (kind.family().event)(healthy, failing));
         }
     }
 
-    /// Tells every hook of `event`.
-    pub(super) fn emit(&self, event: &Event) {
-        let hooks = self.watchers().hooks();
-        for hook in &hooks {
-            deliver(hook, event);
+    /// Queues `event` behind the ones not told yet, and tells the queue to
+    /// the hooks unless another thread is telling it now (that thread then
+    /// tells this one too, after the ones before it). The lock is not held
+    /// while a hook runs, so a hook may change the health state.
+    fn tell<'a>(&'a self, mut watchers: MutexGuard<'a, Watchers>, event: Event) {
+        watchers.queue.push_back(event);
+        if watchers.telling {
+            return;
+        }
+        watchers.telling = true;
+        loop {
+            let Some(event) = watchers.queue.pop_front() else {
+                watchers.telling = false;
+                return;
+            };
+            let hooks = watchers.hooks();
+            drop(watchers);
+            for hook in &hooks {
+                deliver(hook, &event);
+            }
+            watchers = self.watchers();
         }
     }
 
