@@ -22,8 +22,8 @@
 mod common;
 
 use std::fmt;
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -37,22 +37,22 @@ const RECHECK: Duration = Duration::from_millis(5);
 const WATCHDOG: Duration = Duration::from_millis(40);
 const PING: Duration = Duration::from_millis(10);
 
-/// The socket standing in for systemd's, shared by this file's tests.
+/// The socket standing in for systemd's, shared by this file's tests: an
+/// abstract one (`@name`, as systemd may give), so no file is left behind.
 struct Systemd {
     socket: UnixDatagram,
-    path: PathBuf,
 }
 
 fn systemd() -> MutexGuard<'static, Systemd> {
     static SYSTEMD: OnceLock<Mutex<Systemd>> = OnceLock::new();
     let systemd = SYSTEMD.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("healthz-model-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).unwrap();
+        let name = format!("healthz-model-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
         // Before any server of this process starts, and only here.
-        std::env::set_var("NOTIFY_SOCKET", &path);
+        std::env::set_var("NOTIFY_SOCKET", format!("@{name}"));
         std::env::set_var("WATCHDOG_USEC", WATCHDOG.as_micros().to_string());
-        Mutex::new(Systemd { socket, path })
+        Mutex::new(Systemd { socket })
     });
     systemd.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -69,12 +69,6 @@ impl Systemd {
         let mut buf = [0u8; 2048];
         let n = self.socket.recv(&mut buf).ok()?;
         Some(String::from_utf8(buf[..n].to_vec()).unwrap())
-    }
-}
-
-impl Drop for Systemd {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
