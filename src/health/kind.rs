@@ -2,7 +2,8 @@
 //! says, in one table: the paths it answers on, its label and gauge in
 //! `/metrics`, the body of a failing probe, how it starts, its built-in
 //! items and the event its flips make. Adding a family is a row here (and
-//! a `match` arm wherever the compiler asks for one). [`PerKind`] is the only place a kind is used as a number.
+//! a `match` arm wherever the compiler asks for one). [`PerKind`] is the
+//! only place a kind is used as a number.
 
 use std::ops::{Index, IndexMut};
 
