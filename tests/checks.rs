@@ -10,17 +10,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{serve_with, PATIENCE};
+use common::{closed_port, serve_with, PATIENCE};
 use healthz::checks::{self, Free};
 use healthz::{Check, Health};
-
-/// A port nothing listens on: bound, then let go.
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// A listener that accepts and then never answers, for as long as it lives.
 fn silent() -> (SocketAddr, thread::JoinHandle<()>) {

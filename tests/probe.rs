@@ -103,11 +103,7 @@ fn expected_statuses_are_configurable() {
 
 #[test]
 fn a_closed_port_is_refused() {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let error = probe(addr).run().unwrap_err();
+    let error = probe(common::closed_port()).run().unwrap_err();
     assert_eq!(error.kind(), ProbeErrorKind::Refused, "{error}");
 }
 

@@ -516,3 +516,15 @@ pub fn serve_with(
         .bind("127.0.0.1:0")
         .expect("bind")
 }
+
+/// A loopback address nothing listens on, and nothing will while the test
+/// runs: its port lies below every system's ephemeral range (Linux's starts
+/// at 32768, Windows' at 49152), where the tests' port-0 binds never land,
+/// and nothing answers there when tried. (A port freed by dropping a
+/// listener is not: a parallel test's port-0 bind may take it at once.)
+pub fn closed_port() -> SocketAddr {
+    (20_000..21_000)
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        .find(|addr| TcpStream::connect_timeout(addr, Duration::from_secs(3)).is_err())
+        .expect("a closed port between 20000 and 21000")
+}
