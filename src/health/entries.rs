@@ -102,16 +102,23 @@ impl Entry {
     /// This entry's line in a report, from its latest known result.
     pub(super) fn item(&self, at: u64) -> Item {
         let failed = |reason: Option<String>| match reason {
-            Some(reason) => (Status::Fail, Some(reason), at),
-            None => (Status::Pass, None, at),
+            Some(reason) => (Status::Fail, Some(reason), at, None),
+            None => (Status::Pass, None, at, None),
         };
-        let (status, reason, at) = match &self.state {
+        let (status, reason, at, runs) = match &self.state {
             EntryState::Target => failed(
                 self.failing
                     .load(Ordering::SeqCst)
                     .then(|| "not ready".into()),
             ),
-            EntryState::Check { results, .. } => lock(results).line(),
+            EntryState::Check {
+                runner, results, ..
+            } => {
+                let results = lock(results);
+                let (status, reason, at) = results.line();
+                let runs = (runner.last_duration(), results.failed_runs);
+                (status, reason, at, Some(runs))
+            }
             EntryState::Heartbeat(pulse) => failed(pulse.overdue_reason()),
             EntryState::Guard(died) => failed(lock(died).clone()),
         };
@@ -123,12 +130,7 @@ impl Entry {
             shown: matches!(self.state, EntryState::Heartbeat(_)),
             excluded: false,
             at,
-            runs: match &self.state {
-                EntryState::Check {
-                    runner, results, ..
-                } => Some((runner.last_duration(), lock(results).failed_runs)),
-                _ => None,
-            },
+            runs,
         }
     }
 }
